@@ -1,0 +1,553 @@
+//! Changes: what a plan says must happen on a host, and the shell that does it.
+//!
+//! Modules return typed [`Change`]s, never strings of shell. This module is
+//! the one place that turns them into commands ([`Change::script`]), into
+//! words for people ([`Change::describe`]), and into their effect on the
+//! facts ([`Change::simulate`]), so that the planner can plan a later task
+//! against the state an earlier one leaves.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::facts::{Facts, Package, PathKind, PathState, Service};
+use crate::shell::{join, quote};
+
+/// Seconds an apt command waits for the dpkg/apt locks by default.
+pub const DEFAULT_APT_LOCK_TIMEOUT: u64 = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitAction {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+    Enable,
+    Disable,
+}
+
+impl UnitAction {
+    fn verb(self) -> &'static str {
+        match self {
+            UnitAction::Start => "start",
+            UnitAction::Stop => "stop",
+            UnitAction::Restart => "restart",
+            UnitAction::Reload => "reload",
+            UnitAction::Enable => "enable",
+            UnitAction::Disable => "disable",
+        }
+    }
+}
+
+/// Ownership and permissions to set; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attrs {
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+impl Attrs {
+    /// The attributes that differ from `state`, or `None` if all match.
+    pub fn differing(&self, state: &PathState) -> Option<Attrs> {
+        let d = Attrs {
+            mode: self.mode.filter(|m| *m != state.mode),
+            owner: self.owner.clone().filter(|o| *o != state.owner),
+            group: self.group.clone().filter(|g| *g != state.group),
+        };
+        (d != Attrs::default()).then_some(d)
+    }
+
+    fn apply_to(&self, state: &mut PathState) {
+        if let Some(m) = self.mode {
+            state.mode = m;
+        }
+        if let Some(o) = &self.owner {
+            state.owner = o.clone();
+        }
+        if let Some(g) = &self.group {
+            state.group = g.clone();
+        }
+    }
+
+    /// chmod/chown lines for `target` (a quoted shell word).
+    fn commands(&self, target: &str) -> String {
+        let mut s = String::new();
+        if let Some(m) = self.mode {
+            let _ = writeln!(s, "chmod {m:04o} -- {target}");
+        }
+        match (&self.owner, &self.group) {
+            (Some(o), Some(g)) => {
+                let _ = writeln!(s, "chown -h -- {} {target}", quote(&format!("{o}:{g}")));
+            }
+            (Some(o), None) => {
+                let _ = writeln!(s, "chown -h -- {} {target}", quote(o));
+            }
+            (None, Some(g)) => {
+                let _ = writeln!(s, "chgrp -h -- {} {target}", quote(g));
+            }
+            (None, None) => {}
+        }
+        s
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = self.mode {
+            parts.push(format!("mode {m:04o}"));
+        }
+        if let Some(o) = &self.owner {
+            parts.push(format!("owner {o}"));
+        }
+        if let Some(g) = &self.group {
+            parts.push(format!("group {g}"));
+        }
+        parts.join(", ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    pub name: String,
+    pub uid: Option<u32>,
+    pub group: Option<String>,
+    pub groups: Vec<String>,
+    pub shell: Option<String>,
+    pub home: Option<String>,
+    pub system: bool,
+    pub create_home: bool,
+}
+
+/// One change to a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    AptUpdate { lock_timeout: u64 },
+    AptInstall { packages: Vec<String>, lock_timeout: u64 },
+    AptRemove { packages: Vec<String>, purge: bool, lock_timeout: u64 },
+    /// Write a whole file atomically (temporary file, fsync, rename).
+    WriteFile {
+        path: String,
+        content: Arc<Vec<u8>>,
+        attrs: Attrs,
+        /// What was there, for `--diff` (content only if it was read).
+        old: Option<PathState>,
+    },
+    SetAttrs { path: String, attrs: Attrs },
+    MakeDir { path: String, attrs: Attrs },
+    Touch { path: String, attrs: Attrs },
+    Symlink { path: String, target: String },
+    Remove { path: String },
+    UserAdd(UserSpec),
+    UserMod { name: String, add_groups: Vec<String>, shell: Option<String>, home: Option<String> },
+    UserDel { name: String, remove_home: bool },
+    GroupAdd { name: String, gid: Option<u32>, system: bool },
+    GroupDel { name: String },
+    DaemonReload,
+    Unit { unit: String, action: UnitAction },
+    /// A command the user wrote: `shell` runs it through `sh -c`.
+    Run { cmd: String, shell: bool, chdir: Option<String> },
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+impl Change {
+    /// One line for people: what will be or was done.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::AptUpdate { .. } => "update the apt package lists".into(),
+            Change::AptInstall { packages, .. } => format!("install {}", packages.join(" ")),
+            Change::AptRemove { packages, purge, .. } => {
+                format!("{} {}", if *purge { "purge" } else { "remove" }, packages.join(" "))
+            }
+            Change::WriteFile { path, content, attrs, old } => {
+                let new = sha256_hex(content);
+                let what = match old.as_ref().and_then(|o| o.sha256.as_ref()) {
+                    Some(h) => format!("write {path} (sha256 {} -> {})", &h[..12.min(h.len())], &new[..12]),
+                    None => format!("create {path} (sha256 {})", &new[..12]),
+                };
+                let a = attrs.describe();
+                if a.is_empty() {
+                    what
+                } else {
+                    format!("{what}, {a}")
+                }
+            }
+            Change::SetAttrs { path, attrs } => format!("set {} on {path}", attrs.describe()),
+            Change::MakeDir { path, .. } => format!("create directory {path}"),
+            Change::Touch { path, .. } => format!("touch {path}"),
+            Change::Symlink { path, target } => format!("link {path} -> {target}"),
+            Change::Remove { path } => format!("remove {path}"),
+            Change::UserAdd(u) => format!("create user {}", u.name),
+            Change::UserMod { name, add_groups, shell, home } => {
+                let mut parts = Vec::new();
+                if !add_groups.is_empty() {
+                    parts.push(format!("add to groups {}", add_groups.join(",")));
+                }
+                if let Some(s) = shell {
+                    parts.push(format!("shell {s}"));
+                }
+                if let Some(h) = home {
+                    parts.push(format!("home {h}"));
+                }
+                format!("modify user {name}: {}", parts.join(", "))
+            }
+            Change::UserDel { name, .. } => format!("remove user {name}"),
+            Change::GroupAdd { name, .. } => format!("create group {name}"),
+            Change::GroupDel { name } => format!("remove group {name}"),
+            Change::DaemonReload => "systemctl daemon-reload".into(),
+            Change::Unit { unit, action } => format!("{} {unit}", action.verb()),
+            Change::Run { cmd, .. } => format!("run `{}`", first_line(cmd)),
+        }
+    }
+
+    /// Shell lines that make the change; they run under `set -e`. `eof` is
+    /// a here-document terminator that cannot occur in base64 text.
+    pub fn script(&self, eof: &str) -> String {
+        let mut s = String::new();
+        match self {
+            Change::AptUpdate { lock_timeout } => {
+                let _ = writeln!(s, "__apt {lock_timeout} apt-get -q update");
+                s.push_str("mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/update-success-stamp\n");
+            }
+            Change::AptInstall { packages, lock_timeout } => {
+                let _ = writeln!(
+                    s,
+                    "__apt {lock_timeout} apt-get -q -y -o DPkg::Lock::Timeout={lock_timeout} \
+                     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install {}",
+                    join(packages)
+                );
+            }
+            Change::AptRemove { packages, purge, lock_timeout } => {
+                let _ = writeln!(
+                    s,
+                    "__apt {lock_timeout} apt-get -q -y -o DPkg::Lock::Timeout={lock_timeout} {} {}",
+                    if *purge { "purge" } else { "remove" },
+                    join(packages)
+                );
+            }
+            Change::WriteFile { path, content, attrs, old } => {
+                let p = quote(path);
+                let _ = writeln!(s, "__p={p}; __d=$(dirname -- \"$__p\")");
+                s.push_str("__t=$(mktemp -- \"$__d/.bootstrap.XXXXXX\")\ntrap 'rm -f -- \"$__t\"' EXIT\n");
+                let _ = writeln!(s, "base64 -d > \"$__t\" <<'{eof}'");
+                let b64 = base64::engine::general_purpose::STANDARD.encode(content.as_slice());
+                for chunk in b64.as_bytes().chunks(76) {
+                    s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+                    s.push('\n');
+                }
+                let _ = writeln!(s, "{eof}");
+                // New attributes: the ones asked for, else the old file's,
+                // else 0644 root-owned (mktemp makes 0600).
+                let mut full = attrs.clone();
+                if full.mode.is_none() {
+                    full.mode = Some(old.as_ref().map(|o| o.mode).unwrap_or(0o644));
+                }
+                if let Some(o) = old {
+                    full.owner.get_or_insert_with(|| o.owner.clone());
+                    full.group.get_or_insert_with(|| o.group.clone());
+                }
+                s.push_str(&full.commands("\"$__t\""));
+                s.push_str("sync -- \"$__t\"\nmv -f -- \"$__t\" \"$__p\"\ntrap - EXIT\nsync -- \"$__d\" 2>/dev/null || true\n");
+            }
+            Change::SetAttrs { path, attrs } => s.push_str(&attrs.commands(&quote(path))),
+            Change::MakeDir { path, attrs } => {
+                let _ = writeln!(s, "mkdir -p -- {}", quote(path));
+                s.push_str(&attrs.commands(&quote(path)));
+            }
+            Change::Touch { path, attrs } => {
+                let _ = writeln!(s, "touch -- {}", quote(path));
+                s.push_str(&attrs.commands(&quote(path)));
+            }
+            Change::Symlink { path, target } => {
+                let _ = writeln!(s, "ln -sfn -- {} {}", quote(target), quote(path));
+            }
+            Change::Remove { path } => {
+                let _ = writeln!(s, "rm -rf -- {}", quote(path));
+            }
+            Change::UserAdd(u) => {
+                let mut args: Vec<String> = vec!["useradd".into()];
+                if u.system {
+                    args.push("--system".into());
+                }
+                if let Some(uid) = u.uid {
+                    args.extend(["--uid".into(), uid.to_string()]);
+                }
+                if let Some(g) = &u.group {
+                    args.extend(["--gid".into(), g.clone()]);
+                }
+                if !u.groups.is_empty() {
+                    args.extend(["--groups".into(), u.groups.join(",")]);
+                }
+                if let Some(sh) = &u.shell {
+                    args.extend(["--shell".into(), sh.clone()]);
+                }
+                if let Some(h) = &u.home {
+                    args.extend(["--home-dir".into(), h.clone()]);
+                }
+                args.push(if u.create_home { "--create-home".into() } else { "--no-create-home".into() });
+                args.push(u.name.clone());
+                let _ = writeln!(s, "{}", join(&args));
+            }
+            Change::UserMod { name, add_groups, shell, home } => {
+                let mut args: Vec<String> = vec!["usermod".into()];
+                if !add_groups.is_empty() {
+                    args.extend(["--append".into(), "--groups".into(), add_groups.join(",")]);
+                }
+                if let Some(sh) = shell {
+                    args.extend(["--shell".into(), sh.clone()]);
+                }
+                if let Some(h) = home {
+                    args.extend(["--home".into(), h.clone()]);
+                }
+                args.push(name.clone());
+                let _ = writeln!(s, "{}", join(&args));
+            }
+            Change::UserDel { name, remove_home } => {
+                let _ = writeln!(s, "userdel {}{}", if *remove_home { "--remove " } else { "" }, quote(name));
+            }
+            Change::GroupAdd { name, gid, system } => {
+                let mut args: Vec<String> = vec!["groupadd".into()];
+                if *system {
+                    args.push("--system".into());
+                }
+                if let Some(g) = gid {
+                    args.extend(["--gid".into(), g.to_string()]);
+                }
+                args.push(name.clone());
+                let _ = writeln!(s, "{}", join(&args));
+            }
+            Change::GroupDel { name } => {
+                let _ = writeln!(s, "groupdel {}", quote(name));
+            }
+            Change::DaemonReload => s.push_str("systemctl daemon-reload\n"),
+            Change::Unit { unit, action } => {
+                let _ = writeln!(s, "systemctl {} {}", action.verb(), quote(unit));
+            }
+            Change::Run { cmd, shell, chdir } => {
+                if let Some(d) = chdir {
+                    let _ = writeln!(s, "cd -- {}", quote(d));
+                }
+                if *shell {
+                    let _ = writeln!(s, "sh -c {}", quote(cmd));
+                } else {
+                    // `command`: no shell features; words split like a shell would.
+                    let words = shlex::split(cmd).unwrap_or_else(|| vec![cmd.clone()]);
+                    let _ = writeln!(s, "{}", join(&words));
+                }
+            }
+        }
+        s
+    }
+
+    /// Update `facts` as if the change had been made.
+    pub fn simulate(&self, facts: &mut Facts) {
+        match self {
+            Change::AptUpdate { .. } => {
+                facts.apt_cache_age = Some(0);
+                facts.apt_sources_changed = false;
+            }
+            Change::AptInstall { packages, .. } => {
+                for p in packages {
+                    let (name, version) = match p.split_once('=') {
+                        Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                        None => (p.clone(), None),
+                    };
+                    facts.packages.insert(name, Package { installed: true, version });
+                }
+            }
+            Change::AptRemove { packages, .. } => {
+                for p in packages {
+                    facts.packages.insert(p.clone(), Package { installed: false, version: None });
+                }
+            }
+            Change::WriteFile { path, content, attrs, old } => {
+                let mut st = old.clone().unwrap_or(PathState {
+                    kind: PathKind::File,
+                    mode: 0o644,
+                    owner: "root".into(),
+                    group: "root".into(),
+                    sha256: None,
+                    content: None,
+                });
+                st.kind = PathKind::File;
+                st.sha256 = Some(sha256_hex(content));
+                st.content = Some(content.to_vec());
+                attrs.apply_to(&mut st);
+                if path.starts_with("/etc/apt/") {
+                    facts.apt_sources_changed = true;
+                }
+                facts.paths.insert(path.clone(), Some(st));
+            }
+            Change::SetAttrs { path, attrs } => {
+                if let Some(Some(st)) = facts.paths.get_mut(path) {
+                    attrs.apply_to(st);
+                }
+            }
+            Change::MakeDir { path, attrs } | Change::Touch { path, attrs } => {
+                let is_dir = matches!(self, Change::MakeDir { .. });
+                let mut st = facts.path(path).cloned().unwrap_or(PathState {
+                    kind: if is_dir { PathKind::Directory } else { PathKind::File },
+                    mode: if is_dir { 0o755 } else { 0o644 },
+                    owner: "root".into(),
+                    group: "root".into(),
+                    sha256: None,
+                    content: None,
+                });
+                attrs.apply_to(&mut st);
+                facts.paths.insert(path.clone(), Some(st));
+            }
+            Change::Symlink { path, .. } => {
+                facts.paths.insert(
+                    path.clone(),
+                    Some(PathState {
+                        kind: PathKind::Link,
+                        mode: 0o777,
+                        owner: "root".into(),
+                        group: "root".into(),
+                        sha256: None,
+                        content: None,
+                    }),
+                );
+            }
+            Change::Remove { path } => {
+                if path.starts_with("/etc/apt/") {
+                    facts.apt_sources_changed = true;
+                }
+                facts.paths.insert(path.clone(), None);
+            }
+            Change::UserAdd(u) => {
+                facts.users.insert(
+                    u.name.clone(),
+                    Some(crate::facts::User {
+                        uid: u.uid.unwrap_or(0),
+                        gid: 0,
+                        home: u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name)),
+                        shell: u.shell.clone().unwrap_or_else(|| "/bin/sh".into()),
+                        groups: std::iter::once(u.group.clone().unwrap_or_else(|| u.name.clone()))
+                            .chain(u.groups.iter().cloned())
+                            .collect(),
+                    }),
+                );
+            }
+            Change::UserMod { name, add_groups, shell, home } => {
+                if let Some(Some(u)) = facts.users.get_mut(name) {
+                    for g in add_groups {
+                        if !u.groups.contains(g) {
+                            u.groups.push(g.clone());
+                        }
+                    }
+                    if let Some(s) = shell {
+                        u.shell = s.clone();
+                    }
+                    if let Some(h) = home {
+                        u.home = h.clone();
+                    }
+                }
+            }
+            Change::UserDel { name, .. } => {
+                facts.users.insert(name.clone(), None);
+            }
+            Change::GroupAdd { name, gid, .. } => {
+                facts.groups.insert(name.clone(), Some(crate::facts::Group { gid: gid.unwrap_or(0) }));
+            }
+            Change::GroupDel { name } => {
+                facts.groups.insert(name.clone(), None);
+            }
+            Change::DaemonReload | Change::Run { .. } => {}
+            Change::Unit { unit, action } => {
+                let svc = facts.services.entry(unit.clone()).or_insert(Service {
+                    load: "loaded".into(),
+                    active: "inactive".into(),
+                    enabled: "disabled".into(),
+                });
+                match action {
+                    UnitAction::Start | UnitAction::Restart | UnitAction::Reload => svc.active = "active".into(),
+                    UnitAction::Stop => svc.active = "inactive".into(),
+                    UnitAction::Enable => svc.enabled = "enabled".into(),
+                    UnitAction::Disable => svc.enabled = "disabled".into(),
+                }
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("");
+    if l.len() < s.trim_end().len() {
+        format!("{l} ...")
+    } else {
+        l.to_string()
+    }
+}
+
+/// Shell functions every apply script starts with.
+pub fn prelude() -> &'static str {
+    r#"export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# __apt TIMEOUT CMD...: run an apt command; while another process holds the
+# dpkg or apt lock, wait (up to TIMEOUT seconds) and say who holds it.
+__apt() {
+  __limit=$1; shift
+  __deadline=$(( $(date +%s) + __limit )); __said=
+  __log=$(mktemp)
+  while :; do
+    if "$@" >"$__log" 2>&1; then cat "$__log"; rm -f "$__log"; return 0; fi
+    if grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' -e 'Unable to lock directory' "$__log" \
+       && [ "$(date +%s)" -lt "$__deadline" ]; then
+      if [ -z "$__said" ]; then
+        echo "waiting up to ${__limit}s for the apt/dpkg lock: $(grep -m1 -o 'held by process.*' "$__log" || grep -m1 'lock' "$__log")"
+        __said=1
+      fi
+      sleep 2; continue
+    fi
+    cat "$__log"; rm -f "$__log"
+    return 1
+  done
+}
+"#
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_file_script_is_atomic_and_sets_attrs() {
+        let c = Change::WriteFile {
+            path: "/tmp/x y".into(),
+            content: Arc::new(b"hello\n".to_vec()),
+            attrs: Attrs { mode: Some(0o600), owner: Some("root".into()), group: Some("root".into()) },
+            old: None,
+        };
+        let s = c.script("EOF_N");
+        assert!(s.contains("mktemp -- \"$__d/.bootstrap.XXXXXX\""));
+        assert!(s.contains("chmod 0600 -- \"$__t\""));
+        assert!(s.contains("mv -f -- \"$__t\" \"$__p\""));
+        assert!(s.contains("__p='/tmp/x y'"));
+    }
+
+    #[test]
+    fn write_file_runs_for_real() {
+        let dir = std::env::temp_dir().join(format!("bootstrap-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f'1");
+        let c = Change::WriteFile {
+            path: path.to_string_lossy().into(),
+            content: Arc::new(b"a\nb $(x)\n".to_vec()),
+            attrs: Attrs { mode: Some(0o640), owner: None, group: None },
+            old: None,
+        };
+        let script = format!("set -e\n{}", c.script("EOF_T"));
+        let st = std::process::Command::new("sh").arg("-c").arg(&script).status().unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\nb $(x)\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

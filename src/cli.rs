@@ -1,0 +1,98 @@
+//! The command line (clap derive): what the user typed, nothing more.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bootstrap",
+    version,
+    about = "Turn bare Debian/Ubuntu hosts into GitLab CI runner hosts over SSH, the way Ansible does it: fast, exact and safe.",
+    after_help = "Exit status: 0 all hosts ok, 2 a host failed, 4 a host unreachable (none failed), 5 bad input (nothing contacted), 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Converge hosts to what the playbook describes.
+    #[command(after_help = "Example:\n  bootstrap apply hosts.yml --playbook playbooks/site.yml --limit 'runners:!runner-3' --diff")]
+    Apply(ApplyArgs),
+    /// Connect, authenticate and become root on each host, and report.
+    #[command(after_help = "Example:\n  bootstrap ping hosts.yml --limit runners")]
+    Ping(CommonArgs),
+    /// Print what the probe reads on each host, as JSON.
+    #[command(after_help = "Example:\n  bootstrap facts hosts.yml --limit runner-1 --playbook playbooks/site.yml")]
+    Facts(FactsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The playbook to run.
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+    /// Show what would change, change nothing.
+    #[arg(long, short = 'C')]
+    pub check: bool,
+    /// Show unified diffs of the files that change (secrets masked).
+    #[arg(long, short = 'D')]
+    pub diff: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FactsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Also read the facts this playbook needs.
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// Ansible YAML inventory.
+    #[arg(value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// Only hosts matching this pattern: names, groups, globs; `,` or `:`
+    /// separated; `!x` excludes, `&x` intersects.
+    #[arg(long, short = 'l', value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// How many hosts to work on at once.
+    #[arg(long, short = 'f', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub forks: u16,
+    /// human: progress and a recap; json: one JSON event per line.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// More detail (-v: every task and round trips per host, -vv: output of commands).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only failures and the recap.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// known_hosts file to check host keys against [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Record the keys of hosts not yet in known_hosts (a changed key is always refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Seconds to wait for a host's SSH server to answer.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub connect_timeout: u64,
+    /// ssh_config file to read [default: ~/.ssh/config if it exists].
+    #[arg(long, short = 'F', value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Human,
+    Json,
+}

@@ -1,0 +1,643 @@
+//! The engine: inventory -> plan -> transport -> report, for every host.
+//!
+//! [`prepare`] does everything that needs no host: it loads and checks the
+//! inventory and playbook, compiles each selected host's program, loads key
+//! files and the ssh config. Any mistake stops the run there, before the
+//! first connection (exit 5). [`run`] then drives the hosts, at most
+//! `forks` at a time: connect, probe (one round trip), plan (local), apply
+//! the changes (one round trip, only if there are any), and turns what
+//! happens into [`Event`]s for the reporter. A host that fails or cannot be
+//! reached does not stop the others.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::changes::Change;
+use crate::error::{exit, InputError, InputErrors};
+use crate::facts::FactRequest;
+use crate::inventory::Inventory;
+use crate::plan::{plan_host, HostPlan, TaskPlan};
+use crate::playbook::{HostProgram, Playbook};
+use crate::probe;
+use crate::report::{unified_diff, Counts, Event, HostStatus, Redactor, Reporter, TaskStatus};
+use crate::ssh::{self, Become, Session, SshOptions, Target};
+use crate::template::Templates;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    Check,
+    Ping,
+    Facts,
+}
+
+/// What the command line asked for.
+pub struct Options {
+    pub mode: Mode,
+    pub inventory: PathBuf,
+    pub playbook: Option<PathBuf>,
+    pub limit: Option<String>,
+    pub forks: usize,
+    pub diff: bool,
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// One host, ready to be contacted.
+pub struct HostJob {
+    pub name: String,
+    pub target: Target,
+    pub r#become: Become,
+    pub program: Option<HostProgram>,
+}
+
+/// A run, prepared and checked, nothing contacted yet.
+pub struct Prepared {
+    pub hosts: Vec<HostJob>,
+    pub templates: Arc<Templates>,
+    pub base_dir: PathBuf,
+    pub ssh: SshOptions,
+    pub redactor: Redactor,
+    pub mode: Mode,
+    pub diff: bool,
+    pub forks: usize,
+}
+
+/// Load and check everything; contact nobody.
+pub fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
+    let inv = Inventory::load(&opts.inventory)?;
+    let playbook = match &opts.playbook {
+        Some(p) => Some(Playbook::load(p)?),
+        None if matches!(opts.mode, Mode::Apply | Mode::Check) => {
+            return Err(InputError::new("no playbook given")
+                .hint("name one with --playbook FILE (see playbooks/ for examples)")
+                .into())
+        }
+        None => None,
+    };
+    let base_dir = playbook.as_ref().map(|p| p.base_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
+    let templates = Arc::new(Templates::new(vec![base_dir.join("templates")]));
+    let mut selected: Vec<String> = inv.hosts.keys().cloned().collect();
+    if let Some(limit) = &opts.limit {
+        let chosen = inv.select(limit).map_err(|e| InputError::new(e).field("--limit"))?;
+        selected.retain(|h| chosen.contains(h));
+    }
+    let play_hosts = match &playbook {
+        Some(pb) => Some(pb.play_hosts(&inv)?),
+        None => None,
+    };
+    if let Some(ph) = &play_hosts {
+        selected.retain(|h| ph.iter().any(|hosts| hosts.contains(h)));
+    }
+    if selected.is_empty() {
+        return Err(InputError::new("no host matches the inventory, the plays' `hosts:` and --limit together").into());
+    }
+    let ssh_config = load_ssh_config(opts.ssh_config.as_deref())?;
+    let mut redactor = Redactor::default();
+    let mut errors = Vec::new();
+    let mut hosts = Vec::new();
+    let mut key_files: BTreeSet<PathBuf> = BTreeSet::new();
+    for name in &selected {
+        let host = &inv.hosts[name];
+        let conn = match inv.connection(host, &templates) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if let Some(pw) = &conn.become_password {
+            redactor.add(pw);
+        }
+        // Variables that look like secrets are masked wherever they appear.
+        if let Ok(vars) = inv.host_vars(host, &templates) {
+            for (k, v) in &vars {
+                let lk = k.to_ascii_lowercase();
+                if ["password", "passwd", "token", "secret", "passphrase"].iter().any(|w| lk.contains(w)) {
+                    if let Some(s) = v.as_str() {
+                        redactor.add(s);
+                    }
+                }
+            }
+        }
+        let target = ssh::resolve(
+            &conn.address,
+            conn.port,
+            conn.user.as_deref(),
+            conn.key_file.as_deref(),
+            ssh_config.as_deref(),
+        );
+        key_files.extend(target.key_files.iter().cloned());
+        let program = match (&playbook, &play_hosts) {
+            (Some(pb), Some(ph)) => match pb.compile(&inv, name, ph, &templates, conn.r#become, opts.diff) {
+                Ok(p) => Some(p),
+                Err(InputErrors(mut e)) => {
+                    errors.append(&mut e);
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let wants_become = match &program {
+            Some(p) => p.r#become,
+            // ping and facts check become whenever it would be used.
+            None => conn.r#become.unwrap_or(target.user != "root"),
+        };
+        let r#become = if wants_become && target.user != conn.become_user {
+            Become::Sudo { user: conn.become_user.clone(), password: conn.become_password.clone() }
+        } else {
+            Become::No
+        };
+        hosts.push(HostJob { name: name.clone(), target, r#become, program });
+    }
+    // Key files are decrypted now: a wrong passphrase is bad input.
+    let mut keys = Vec::new();
+    for k in key_files {
+        if !k.exists() {
+            errors.push(InputError::new(format!("key file {} does not exist", k.display())).field("IdentityFile"));
+            continue;
+        }
+        match ssh::load_key(&k) {
+            Ok(key) => keys.push((k, Arc::new(key))),
+            Err(e) => errors.push(InputError::new(e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(InputErrors(errors));
+    }
+    Ok(Prepared {
+        hosts,
+        templates,
+        base_dir,
+        ssh: SshOptions {
+            known_hosts: opts.known_hosts.clone(),
+            accept_new_host_keys: opts.accept_new_host_keys,
+            connect_timeout: opts.connect_timeout,
+            ssh_config,
+            keys: Arc::new(keys),
+        },
+        redactor,
+        mode: opts.mode,
+        diff: opts.diff,
+        forks: opts.forks.max(1),
+    })
+}
+
+fn load_ssh_config(path: Option<&Path>) -> Result<Option<Arc<ssh2_config::SshConfig>>, InputError> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => match std::env::var_os("HOME") {
+            Some(h) => (PathBuf::from(h).join(".ssh/config"), false),
+            None => return Ok(None),
+        },
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(InputError::new(format!("cannot read ssh config: {e}")).in_file(&path)),
+    };
+    let rules = ssh2_config::ParseRule::ALLOW_UNKNOWN_FIELDS | ssh2_config::ParseRule::ALLOW_UNSUPPORTED_FIELDS;
+    ssh2_config::SshConfig::default()
+        .parse(&mut std::io::BufReader::new(file), rules)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| InputError::new(format!("cannot parse ssh config: {e}")).in_file(&path))
+}
+
+/// The outcome of a run.
+pub struct Summary {
+    pub counts: BTreeMap<String, Counts>,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            exit::INTERRUPTED
+        } else if self.counts.values().any(|c| c.failed > 0) {
+            exit::FAILED
+        } else if self.counts.values().any(|c| c.unreachable > 0) {
+            exit::UNREACHABLE
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// Drive every host; send events to `reporter`.
+pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter) -> Summary {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let _ = tx.send(Event::Start {
+        command: command.to_string(),
+        hosts: prepared.hosts.iter().map(|h| h.name.clone()).collect(),
+        check: prepared.mode == Mode::Check,
+    });
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let shared = Arc::new(Shared {
+        templates: prepared.templates.clone(),
+        base_dir: prepared.base_dir.clone(),
+        ssh: prepared.ssh.clone(),
+        mode: prepared.mode,
+        diff: prepared.diff,
+    });
+    let sem = Arc::new(Semaphore::new(prepared.forks));
+    let mut set = tokio::task::JoinSet::new();
+    let names: Vec<String> = prepared.hosts.iter().map(|h| h.name.clone()).collect();
+    for job in prepared.hosts {
+        let sem = sem.clone();
+        let tx = tx.clone();
+        let shared = shared.clone();
+        let interrupted = interrupted.clone();
+        set.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else { return (job.name, Counts::default(), false) };
+            if interrupted.load(Ordering::SeqCst) {
+                return (job.name, Counts::default(), false);
+            }
+            let name = job.name.clone();
+            let counts = run_host(job, &shared, &tx).await;
+            (name, counts, true)
+        });
+    }
+    drop(tx);
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut done = false;
+    while !done {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(e) => reporter.event(&e),
+                None => done = true,
+            },
+            res = set.join_next(), if !set.is_empty() => {
+                if let Some(Ok((name, c, started))) = res {
+                    if started {
+                        counts.insert(name, c);
+                    }
+                }
+            }
+        }
+    }
+    while let Some(res) = set.join_next().await {
+        if let Ok((name, c, true)) = res {
+            counts.insert(name, c);
+        }
+    }
+    let interrupted = interrupted.load(Ordering::SeqCst);
+    if interrupted {
+        let skipped: Vec<&String> = names.iter().filter(|n| !counts.contains_key(*n)).collect();
+        if !skipped.is_empty() {
+            reporter.note(&format!(
+                "interrupted: {} host(s) not started: {}",
+                skipped.len(),
+                skipped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    reporter.event(&Event::Recap { hosts: counts.clone() });
+    reporter.finish();
+    Summary { counts, interrupted }
+}
+
+struct Shared {
+    templates: Arc<Templates>,
+    base_dir: PathBuf,
+    ssh: SshOptions,
+    mode: Mode,
+    diff: bool,
+}
+
+fn nonce() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    format!("{:016x}", h.finish())
+}
+
+async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) -> Counts {
+    let start = Instant::now();
+    let host = job.name.clone();
+    let mut counts = Counts::default();
+    let send = |e: Event| {
+        let _ = tx.send(e);
+    };
+    send(Event::HostStart { host: host.clone() });
+    let end = |status: HostStatus, rt: u32, msg: Option<String>| Event::HostEnd {
+        host: host.clone(),
+        status,
+        round_trips: rt,
+        elapsed_ms: start.elapsed().as_millis() as u64,
+        msg,
+    };
+    let session = match Session::connect(&job.target, &sh.ssh).await {
+        Ok(s) => s,
+        Err(e) => {
+            counts.unreachable = 1;
+            send(end(HostStatus::Unreachable, 0, Some(e.to_string())));
+            return counts;
+        }
+    };
+    send(Event::Connected { host: host.clone(), ms: start.elapsed().as_millis() as u64 });
+
+    if sh.mode == Mode::Ping {
+        let r = session.run_script("id -un\n", &job.r#become, |_| {}).await;
+        let (status, msg) = match r {
+            Ok(o) if o.status == Some(0) => {
+                counts.ok = 1;
+                (HostStatus::Ok, Some(format!("pong: connected as {}, commands run as {}", job.target.user, String::from_utf8_lossy(&o.stdout).trim())))
+            }
+            Ok(o) => {
+                counts.failed = 1;
+                (HostStatus::Failed, Some(String::from_utf8_lossy(&o.stderr).trim().to_string()))
+            }
+            Err(e) => {
+                if e.is_unreachable() {
+                    counts.unreachable = 1;
+                    (HostStatus::Unreachable, Some(e.to_string()))
+                } else {
+                    counts.failed = 1;
+                    (HostStatus::Failed, Some(e.to_string()))
+                }
+            }
+        };
+        let rt = session.round_trips();
+        session.close().await;
+        send(end(status, rt, msg));
+        return counts;
+    }
+
+    // The probe: one round trip.
+    let mut requests: BTreeSet<FactRequest> = job.program.as_ref().map(|p| p.probes.clone()).unwrap_or_default();
+    if sh.mode == Mode::Facts {
+        requests.insert(FactRequest::AptCache);
+    }
+    let n = nonce();
+    let script = probe::script(&n, &requests);
+    let facts = match session.run_script(&script, &job.r#become, |_| {}).await {
+        Ok(o) => match probe::parse(&n, &requests, &String::from_utf8_lossy(&o.stdout)) {
+            Ok(f) => f,
+            Err(e) => {
+                counts.failed = 1;
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                send(end(HostStatus::Failed, session.round_trips(), Some(format!("reading facts failed: {e}: {}", stderr.trim()))));
+                session.close().await;
+                return counts;
+            }
+        },
+        Err(e) => {
+            let st = if e.is_unreachable() {
+                counts.unreachable = 1;
+                HostStatus::Unreachable
+            } else {
+                counts.failed = 1;
+                HostStatus::Failed
+            };
+            send(end(st, session.round_trips(), Some(e.to_string())));
+            session.close().await;
+            return counts;
+        }
+    };
+    if sh.mode == Mode::Facts {
+        send(Event::Facts { host: host.clone(), facts: serde_json::to_value(&facts).unwrap_or_default() });
+        counts.ok = 1;
+        let rt = session.round_trips();
+        session.close().await;
+        send(end(HostStatus::Ok, rt, None));
+        return counts;
+    }
+    let Some(program) = &job.program else {
+        session.close().await;
+        return counts;
+    };
+    if !facts.os.systemd || !(facts.os.id == "debian" || facts.os.id == "ubuntu") {
+        counts.failed = 1;
+        let what = if facts.os.pretty_name.is_empty() { facts.os.id.clone() } else { facts.os.pretty_name.clone() };
+        let msg = if !facts.os.systemd {
+            format!("unsupported host: {what} does not run systemd; nothing was changed")
+        } else {
+            format!("unsupported host: {what}; bootstrap manages Debian and Ubuntu hosts; nothing was changed")
+        };
+        send(end(HostStatus::Failed, session.round_trips(), Some(msg)));
+        session.close().await;
+        return counts;
+    }
+
+    // The plan: local and pure.
+    let plan = plan_host(program, &facts, &sh.templates, &sh.base_dir);
+    let check = sh.mode == Mode::Check;
+    let mut failed_msg: Option<String> = None;
+    let mut unreachable = false;
+    let mut outcome: HashMap<usize, (TaskStatus, Option<String>, u64)> = HashMap::new();
+    if plan.has_changes() && !check {
+        let n = nonce();
+        let script = plan.script(&n);
+        let mut runner = Streamer::new(&n, &plan, &host, tx);
+        let result = session.run_script(&script, &job.r#become, |chunk| runner.feed(chunk)).await;
+        runner.flush_partial();
+        match result {
+            Ok(o) => {
+                if !runner.done && runner.failed.is_none() {
+                    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                    failed_msg = Some(if err.is_empty() { "the apply script stopped early".into() } else { err });
+                }
+            }
+            Err(e) => {
+                if e.is_unreachable() {
+                    unreachable = true;
+                }
+                failed_msg = Some(match runner.current {
+                    Some(i) => format!("{e} (during task `{}`)", plan.tasks[i].name),
+                    None => e.to_string(),
+                });
+            }
+        }
+        outcome = runner.outcome;
+    }
+    // Report every task, in order.
+    let mut host_failed = failed_msg.is_some();
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let (status, changes, msg, output) = match &t.plan {
+            TaskPlan::Skipped => (TaskStatus::Skipped, vec![], None, None),
+            TaskPlan::Ok => (TaskStatus::Ok, vec![], None, None),
+            TaskPlan::Failed(m) => {
+                host_failed = true;
+                (TaskStatus::Failed, vec![], Some(format!("{m}\n  at {}", t.location)), None)
+            }
+            TaskPlan::Changes(c) => {
+                let descr: Vec<String> = c.iter().map(Change::describe).collect();
+                if check {
+                    (TaskStatus::Changed, descr, None, None)
+                } else {
+                    match outcome.get(&i) {
+                        Some((TaskStatus::Changed, out, _)) => (TaskStatus::Changed, descr, None, out.clone()),
+                        Some((_, out, _)) => {
+                            host_failed = true;
+                            (TaskStatus::Failed, descr, Some(format!("a command failed (task at {})", t.location)), out.clone())
+                        }
+                        None => {
+                            if host_failed {
+                                // Not reached: an earlier task failed.
+                                break;
+                            }
+                            host_failed = true;
+                            (TaskStatus::Failed, descr, failed_msg.clone(), None)
+                        }
+                    }
+                }
+            }
+        };
+        if check && !matches!(t.plan, TaskPlan::Changes(_)) || !matches!(t.plan, TaskPlan::Changes(_)) {
+            // Tasks without changes were not streamed: report them now.
+            send(Event::TaskStart { host: host.clone(), task: i, name: t.name.clone() });
+        }
+        let diff = if sh.diff {
+            match &t.plan {
+                TaskPlan::Changes(c) => {
+                    let d: Vec<String> = c
+                        .iter()
+                        .filter_map(|ch| match ch {
+                            Change::WriteFile { path, content, old, .. } => {
+                                Some(unified_diff(path, old.as_ref().and_then(|o| o.content.as_deref()), content))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    (!d.is_empty()).then(|| d.join(""))
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let duration_ms = outcome.get(&i).map(|o| o.2).unwrap_or(0);
+        match status {
+            TaskStatus::Ok => counts.ok += 1,
+            TaskStatus::Changed => {
+                counts.ok += 1;
+                counts.changed += 1
+            }
+            TaskStatus::Skipped => counts.skipped += 1,
+            TaskStatus::Failed => {}
+        }
+        send(Event::TaskEnd { host: host.clone(), task: i, name: t.name.clone(), status, duration_ms, changes, msg, output, diff });
+        if status == TaskStatus::Failed {
+            break;
+        }
+    }
+    let rt = session.round_trips();
+    session.close().await;
+    let status = if unreachable {
+        counts.unreachable = 1;
+        HostStatus::Unreachable
+    } else if host_failed {
+        counts.failed = 1;
+        HostStatus::Failed
+    } else if counts.changed > 0 {
+        HostStatus::Changed
+    } else {
+        HostStatus::Ok
+    };
+    let msg = if unreachable { failed_msg } else { None };
+    send(end(status, rt, msg));
+    counts
+}
+
+/// Follows the apply script's output: markers become task events, the
+/// lines between them are the task's output.
+struct Streamer<'a> {
+    marker: String,
+    plan: &'a HostPlan,
+    host: &'a str,
+    tx: &'a mpsc::UnboundedSender<Event>,
+    buf: Vec<u8>,
+    current: Option<usize>,
+    started: Option<Instant>,
+    output: String,
+    outcome: HashMap<usize, (TaskStatus, Option<String>, u64)>,
+    failed: Option<usize>,
+    done: bool,
+}
+
+impl<'a> Streamer<'a> {
+    fn new(nonce: &str, plan: &'a HostPlan, host: &'a str, tx: &'a mpsc::UnboundedSender<Event>) -> Streamer<'a> {
+        Streamer {
+            marker: format!("@@{nonce} "),
+            plan,
+            host,
+            tx,
+            buf: Vec::new(),
+            current: None,
+            started: None,
+            output: String::new(),
+            outcome: HashMap::new(),
+            failed: None,
+            done: false,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            self.line(&line);
+        }
+    }
+
+    fn flush_partial(&mut self) {
+        if !self.buf.is_empty() {
+            let line = String::from_utf8_lossy(&self.buf).into_owned();
+            self.buf.clear();
+            self.line(&line);
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix(&self.marker) else {
+            if self.current.is_some() {
+                self.output.push_str(line);
+                self.output.push('\n');
+            }
+            return;
+        };
+        let words: Vec<&str> = rest.split(' ').collect();
+        match words.as_slice() {
+            ["start", i] => {
+                if let Ok(i) = i.parse::<usize>() {
+                    self.current = Some(i);
+                    self.started = Some(Instant::now());
+                    self.output.clear();
+                    let name = self.plan.tasks.get(i).map(|t| t.name.clone()).unwrap_or_default();
+                    let _ = self.tx.send(Event::TaskStart { host: self.host.to_string(), task: i, name });
+                }
+            }
+            ["end", i, rc] => {
+                if let (Ok(i), Ok(rc)) = (i.parse::<usize>(), rc.parse::<i32>()) {
+                    let ms = self.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
+                    let out = self.output.trim_end().to_string();
+                    let out = (!out.is_empty()).then_some(out);
+                    let status = if rc == 0 { TaskStatus::Changed } else { TaskStatus::Failed };
+                    if rc != 0 {
+                        self.failed = Some(i);
+                    }
+                    self.outcome.insert(i, (status, out, ms));
+                    self.current = None;
+                }
+            }
+            ["done"] => self.done = true,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `apt_repository`: an apt source as a deb822 `.sources` file in
+//! `/etc/apt/sources.list.d/`, its key in `/etc/apt/keyrings/` named by
+//! `Signed-By`. Legacy one-line `.list` files for the same URL are removed,
+//! since two entries for one URL with different `Signed-By` values make apt
+//! refuse to work. `suites` defaults to the host's codename.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{local_file, ArgError, Args, ParseCtx};
+use crate::changes::{sha256_hex, Attrs, Change};
+use crate::facts::{FactRequest, Facts};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptRepository {
+    pub name: String,
+    pub uris: Vec<String>,
+    /// Empty: the host's codename.
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    pub types: Vec<String>,
+    pub architectures: Vec<String>,
+    pub key: Option<Vec<u8>>,
+    pub present: bool,
+}
+
+impl AptRepository {
+    pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<AptRepository, ArgError> {
+        let name = a.str("name")?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            return Err(ArgError::field("name", format!("`{}` must be a plain file name (letters, digits, _ - .)", name.escape_debug())));
+        }
+        let present = a.choice("state", &["present", "absent"], "present")? == "present";
+        let uris = a.list("uris")?;
+        if present && uris.is_empty() {
+            return Err(ArgError::field("uris", "is required"));
+        }
+        for u in &uris {
+            if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("file:/")) || u.contains(char::is_whitespace) {
+                return Err(ArgError::field("uris", format!("`{u}` is not an http(s) or file URL")));
+            }
+        }
+        let key = match (a.opt_str("key")?, a.opt_str("key_src")?) {
+            (Some(_), Some(_)) => return Err(ArgError::general("give either `key` or `key_src`, not both")),
+            (Some(k), None) => Some(k.into_bytes()),
+            (None, Some(src)) => {
+                let path = local_file(ctx.base_dir, "files", &src)
+                    .ok_or_else(|| ArgError::field("key_src", format!("local file `{src}` not found")))?;
+                Some(std::fs::read(&path).map_err(|e| ArgError::field("key_src", format!("{}: {e}", path.display())))?)
+            }
+            (None, None) => None,
+        };
+        let words = |k: &str| -> Result<Vec<String>, ArgError> {
+            let v: Vec<String> = a.list(k)?.into_iter().flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
+            if v.iter().any(|w| w.contains(['\n', ':'])) {
+                return Err(ArgError::field(k, "contains a character not allowed in a deb822 field"));
+            }
+            Ok(v)
+        };
+        let types = words("types")?;
+        Ok(AptRepository {
+            name,
+            uris,
+            suites: words("suites")?,
+            components: words("components")?,
+            types: if types.is_empty() { vec!["deb".into()] } else { types },
+            architectures: words("architectures")?,
+            key,
+            present,
+        })
+    }
+
+    pub fn sources_path(&self) -> String {
+        format!("/etc/apt/sources.list.d/{}.sources", self.name)
+    }
+
+    /// Armored keys are `.asc`, binary ones `.gpg`: apt tells them apart by
+    /// the extension.
+    pub fn key_path(&self) -> Option<String> {
+        let key = self.key.as_ref()?;
+        let ext = if key.starts_with(b"-----BEGIN PGP") { "asc" } else { "gpg" };
+        Some(format!("/etc/apt/keyrings/{}.{ext}", self.name))
+    }
+
+    pub fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
+        out.insert(FactRequest::Path { path: self.sources_path(), content: diff });
+        for ext in ["asc", "gpg"] {
+            out.insert(FactRequest::Path { path: format!("/etc/apt/keyrings/{}.{ext}", self.name), content: false });
+        }
+        for u in &self.uris {
+            out.insert(FactRequest::AptSourcesFor(u.clone()));
+        }
+    }
+
+    /// The deb822 text for a host with codename `codename`.
+    pub fn render(&self, codename: &str) -> String {
+        let suites = if self.suites.is_empty() { codename.to_string() } else { self.suites.join(" ") };
+        let mut s = format!("Types: {}\nURIs: {}\nSuites: {suites}\n", self.types.join(" "), self.uris.join(" "));
+        if !self.components.is_empty() {
+            s.push_str(&format!("Components: {}\n", self.components.join(" ")));
+        }
+        if !self.architectures.is_empty() {
+            s.push_str(&format!("Architectures: {}\n", self.architectures.join(" ")));
+        }
+        if let Some(k) = self.key_path() {
+            s.push_str(&format!("Signed-By: {k}\n"));
+        }
+        s
+    }
+
+    pub fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        let mut changes = Vec::new();
+        let sources = self.sources_path();
+        if !self.present {
+            for p in std::iter::once(sources).chain(["asc", "gpg"].iter().map(|e| format!("/etc/apt/keyrings/{}.{e}", self.name))) {
+                if facts.path(&p).is_some() {
+                    changes.push(Change::Remove { path: p });
+                }
+            }
+            return Ok(changes);
+        }
+        if self.suites.is_empty() && facts.os.codename.is_empty() {
+            return Err("the host's os-release has no VERSION_CODENAME: set `suites`".into());
+        }
+        let attrs = Attrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
+        if let (Some(key), Some(kp)) = (&self.key, self.key_path()) {
+            if facts.path("/etc/apt/keyrings").is_none() {
+                changes.push(Change::MakeDir { path: "/etc/apt/keyrings".into(), attrs: Attrs { mode: Some(0o755), ..attrs.clone() } });
+            }
+            changes.extend(write_if_different(&kp, key.clone(), &attrs, facts));
+        }
+        changes.extend(write_if_different(&sources, self.render(&facts.os.codename).into_bytes(), &attrs, facts));
+        for u in &self.uris {
+            for legacy in facts.apt_sources_for.get(u).into_iter().flatten() {
+                if legacy.ends_with(".list") && facts.paths.get(legacy) != Some(&None) {
+                    changes.push(Change::Remove { path: legacy.clone() });
+                }
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// A `WriteFile` if the content differs, else a `SetAttrs` if attributes do.
+pub fn write_if_different(path: &str, content: Vec<u8>, attrs: &Attrs, facts: &Facts) -> Option<Change> {
+    match facts.path(path) {
+        Some(st) if st.sha256.as_deref() == Some(sha256_hex(&content).as_str()) => {
+            attrs.differing(st).map(|d| Change::SetAttrs { path: path.to_string(), attrs: d })
+        }
+        old => Some(Change::WriteFile { path: path.to_string(), content: Arc::new(content), attrs: attrs.clone(), old: old.cloned() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Templates;
+    use serde_json::json;
+
+    fn repo(v: serde_json::Value) -> AptRepository {
+        let t = Templates::new(vec![]);
+        let ctx = ParseCtx { templates: &t, vars: &json!({}), base_dir: std::path::Path::new(".") };
+        AptRepository::parse(&Args(v.as_object().unwrap()), &ctx).unwrap()
+    }
+
+    #[test]
+    fn deb822_with_signed_by_and_codename() {
+        let r = repo(json!({"name": "docker", "uris": "https://example.invalid/linux/debian", "components": "stable", "key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\nx\n"}));
+        let mut f = Facts::default();
+        f.os.codename = "bookworm".into();
+        let c = r.plan(&f).unwrap();
+        assert_eq!(c.len(), 3, "{c:?}"); // keyrings dir, key, sources
+        let Change::WriteFile { content, path, .. } = &c[2] else { panic!() };
+        assert_eq!(path, "/etc/apt/sources.list.d/docker.sources");
+        let text = String::from_utf8(content.to_vec()).unwrap();
+        assert!(text.contains("Suites: bookworm\n"));
+        assert!(text.contains("Signed-By: /etc/apt/keyrings/docker.asc\n"));
+    }
+
+    #[test]
+    fn converged_and_legacy_removed() {
+        let r = repo(json!({"name": "x", "uris": ["http://m.invalid/x"], "suites": "stable"}));
+        let mut f = Facts::default();
+        for c in r.plan(&f).unwrap() {
+            c.simulate(&mut f);
+        }
+        assert!(r.plan(&f).unwrap().is_empty());
+        f.apt_sources_for.insert("http://m.invalid/x".into(), vec!["/etc/apt/sources.list.d/old.list".into()]);
+        assert_eq!(r.plan(&f).unwrap(), vec![Change::Remove { path: "/etc/apt/sources.list.d/old.list".into() }]);
+    }
+}

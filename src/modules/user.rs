@@ -1,0 +1,135 @@
+//! `user` and `group`: local accounts, created, adjusted or removed.
+//! `groups` are added to the user's groups (Ansible's `append: true`);
+//! other groups the user has are left alone.
+
+use std::collections::BTreeSet;
+
+use super::{check_name, ArgError, Args};
+use crate::changes::{Change, UserSpec};
+use crate::facts::{FactRequest, Facts};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub spec: UserSpec,
+    pub present: bool,
+    pub remove_home: bool,
+}
+
+impl User {
+    pub fn parse(a: &Args) -> Result<User, ArgError> {
+        let name = a.str("name")?;
+        check_name("name", &name)?;
+        let groups = a.list("groups")?;
+        for g in &groups {
+            check_name("groups", g)?;
+        }
+        let group = a.opt_str("group")?;
+        if let Some(g) = &group {
+            check_name("group", g)?;
+        }
+        if a.opt_bool("append")? == Some(false) {
+            return Err(ArgError::field("append", "only `append: true` is supported: groups are added, never taken away"));
+        }
+        let uid = a.opt_u64("uid")?.map(|u| u32::try_from(u).map_err(|_| ArgError::field("uid", "is too large"))).transpose()?;
+        let system = a.opt_bool("system")?.unwrap_or(false);
+        for k in ["shell", "home"] {
+            if let Some(v) = a.opt_str(k)? {
+                super::check_path(k, &v)?;
+            }
+        }
+        Ok(User {
+            spec: UserSpec {
+                name,
+                uid,
+                group,
+                groups,
+                shell: a.opt_str("shell")?,
+                home: a.opt_str("home")?,
+                system,
+                create_home: a.opt_bool("create_home")?.unwrap_or(!system),
+            },
+            present: a.choice("state", &["present", "absent"], "present")? == "present",
+            remove_home: a.opt_bool("remove")?.unwrap_or(false),
+        })
+    }
+
+    pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
+        out.insert(FactRequest::User(self.spec.name.clone()));
+    }
+
+    pub fn plan(&self, facts: &Facts) -> Vec<Change> {
+        let cur = facts.users.get(&self.spec.name).and_then(|u| u.as_ref());
+        match (self.present, cur) {
+            (true, None) => vec![Change::UserAdd(self.spec.clone())],
+            (true, Some(u)) => {
+                let add_groups: Vec<String> =
+                    self.spec.groups.iter().filter(|g| !u.groups.contains(g)).cloned().collect();
+                let shell = self.spec.shell.clone().filter(|s| *s != u.shell);
+                let home = self.spec.home.clone().filter(|h| *h != u.home);
+                if add_groups.is_empty() && shell.is_none() && home.is_none() {
+                    vec![]
+                } else {
+                    vec![Change::UserMod { name: self.spec.name.clone(), add_groups, shell, home }]
+                }
+            }
+            (false, Some(_)) => vec![Change::UserDel { name: self.spec.name.clone(), remove_home: self.remove_home }],
+            (false, None) => vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: Option<u32>,
+    pub system: bool,
+    pub present: bool,
+}
+
+impl Group {
+    pub fn parse(a: &Args) -> Result<Group, ArgError> {
+        let name = a.str("name")?;
+        check_name("name", &name)?;
+        Ok(Group {
+            name,
+            gid: a.opt_u64("gid")?.map(|g| u32::try_from(g).map_err(|_| ArgError::field("gid", "is too large"))).transpose()?,
+            system: a.opt_bool("system")?.unwrap_or(false),
+            present: a.choice("state", &["present", "absent"], "present")? == "present",
+        })
+    }
+
+    pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
+        out.insert(FactRequest::Group(self.name.clone()));
+    }
+
+    pub fn plan(&self, facts: &Facts) -> Vec<Change> {
+        let exists = facts.groups.get(&self.name).map(|g| g.is_some()).unwrap_or(false);
+        match (self.present, exists) {
+            (true, false) => vec![Change::GroupAdd { name: self.name.clone(), gid: self.gid, system: self.system }],
+            (false, true) => vec![Change::GroupDel { name: self.name.clone() }],
+            _ => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn adds_missing_groups_only() {
+        let u = User::parse(&Args(json!({"name": "app", "groups": ["docker", "adm"]}).as_object().unwrap())).unwrap();
+        let mut f = Facts::default();
+        assert!(matches!(u.plan(&f)[0], Change::UserAdd(_)));
+        f.users.insert(
+            "app".into(),
+            Some(crate::facts::User { uid: 1001, gid: 1001, home: "/home/app".into(), shell: "/bin/sh".into(), groups: vec!["app".into(), "docker".into()] }),
+        );
+        assert_eq!(u.plan(&f), vec![Change::UserMod { name: "app".into(), add_groups: vec!["adm".into()], shell: None, home: None }]);
+        for c in u.plan(&f) {
+            c.simulate(&mut f);
+        }
+        assert!(u.plan(&f).is_empty());
+    }
+}

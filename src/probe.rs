@@ -1,0 +1,354 @@
+//! The probe: every fact a host's plan needs, read in one round trip.
+//!
+//! [`script`] turns a set of [`FactRequest`]s into one POSIX shell script;
+//! the host runs it (as the become user) and answers with sections framed
+//! by a marker that carries a random nonce, so no file content or command
+//! output can forge one. [`parse`] turns the answer back into [`Facts`].
+//! Nothing here touches the network: the transport is elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+
+use crate::facts::*;
+use crate::shell::quote;
+
+/// Files larger than this are not read for `--diff`.
+pub const DIFF_MAX_BYTES: u64 = 256 * 1024;
+
+/// The probe script for `requests`. Sections are printed as
+/// `@@<nonce> <tag>` followed by the section's lines.
+pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
+    let m = format!("@@{nonce}");
+    let mut s = String::new();
+    s.push_str("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    s.push_str(&format!(
+        "echo '{m} os'; cat /etc/os-release 2>/dev/null; echo \"machine=$(uname -m)\"; \
+         echo \"dpkg_arch=$(dpkg --print-architecture 2>/dev/null)\"; echo \"nproc=$(nproc 2>/dev/null)\"; \
+         echo \"hostname=$(hostname 2>/dev/null || cat /etc/hostname)\"; \
+         echo \"memtotal_kb=$(sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo)\"; \
+         [ -d /run/systemd/system ] && echo systemd=1\n"
+    ));
+    let mut packages = Vec::new();
+    let mut services = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        match r {
+            FactRequest::Package(p) => packages.push(quote(p)),
+            FactRequest::Service(u) => services.push(quote(&unit_name(u))),
+            FactRequest::Path { path, content } => {
+                s.push_str(&format!("echo '{m} path {i}'; p={}\n", quote(path)));
+                s.push_str(
+                    "if [ -e \"$p\" ] || [ -L \"$p\" ]; then stat -c 'stat=%F|%a|%U|%G|%s' -- \"$p\"; \
+                     if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then echo \"sha256=$(sha256sum -- \"$p\" | cut -c1-64)\"; fi; \
+                     else echo absent; fi\n",
+                );
+                if *content {
+                    s.push_str(&format!(
+                        "if [ -f \"$p\" ] && [ \"$(stat -c %s -- \"$p\")\" -le {DIFF_MAX_BYTES} ]; then echo \"content=$(base64 -w0 -- \"$p\")\"; fi\n"
+                    ));
+                }
+            }
+            FactRequest::User(u) => {
+                s.push_str(&format!(
+                    "echo '{m} user {i}'; u={}; getent passwd \"$u\" && echo \"groups=$(id -Gn \"$u\")\"\n",
+                    quote(u)
+                ));
+            }
+            FactRequest::Group(g) => {
+                s.push_str(&format!("echo '{m} group {i}'; getent group {}\n", quote(g)));
+            }
+            FactRequest::AptCache => {
+                s.push_str(&format!(
+                    "echo '{m} aptcache'; n=$(ls /var/lib/apt/lists/ 2>/dev/null | grep -c '_Packages' ); echo \"lists=$n\"; \
+                     echo \"now=$(date +%s)\"; for f in /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists; do \
+                     [ -e \"$f\" ] && echo \"mtime=$(stat -c %Y \"$f\")\"; done\n"
+                ));
+            }
+            FactRequest::AptSourcesFor(url) => {
+                s.push_str(&format!(
+                    "echo '{m} aptsrc {i}'; grep -l -F -- {} /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null\n",
+                    quote(url.trim_end_matches('/'))
+                ));
+            }
+            FactRequest::Guard(cmd) => {
+                s.push_str(&format!(
+                    "echo '{m} guard {i}'; ( {cmd}\n) </dev/null >/dev/null 2>&1; echo \"rc=$?\"\n"
+                ));
+            }
+        }
+    }
+    if !packages.is_empty() {
+        s.push_str(&format!(
+            "echo '{m} packages'; dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' {} 2>/dev/null\n",
+            packages.join(" ")
+        ));
+    }
+    if !services.is_empty() {
+        s.push_str(&format!(
+            "echo '{m} services'; systemctl show -p Id,LoadState,ActiveState,UnitFileState {} 2>/dev/null; echo\n",
+            services.join(" ")
+        ));
+    }
+    s.push_str(&format!("echo '{m} end'\n"));
+    s
+}
+
+/// `docker` -> `docker.service`; names with a unit suffix stay.
+pub fn unit_name(u: &str) -> String {
+    const SUFFIXES: &[&str] = &[".service", ".socket", ".timer", ".target", ".mount", ".path", ".slice"];
+    if SUFFIXES.iter().any(|s| u.ends_with(s)) {
+        u.to_string()
+    } else {
+        format!("{u}.service")
+    }
+}
+
+/// Parse the probe's answer. `requests` must be the set the script was made
+/// from (sections refer to requests by index).
+pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result<Facts, String> {
+    let m = format!("@@{nonce} ");
+    let reqs: Vec<&FactRequest> = requests.iter().collect();
+    let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in out.lines() {
+        if let Some(tag) = line.strip_prefix(&m) {
+            sections.push((tag.to_string(), Vec::new()));
+        } else if let Some(last) = sections.last_mut() {
+            last.1.push(line);
+        }
+    }
+    if sections.last().map(|s| s.0.as_str()) != Some("end") {
+        return Err("the probe's answer is incomplete (no end marker)".into());
+    }
+    let mut f = Facts::default();
+    // Requests answered by default when absent from the output.
+    for r in &reqs {
+        match r {
+            FactRequest::Package(p) => {
+                f.packages.insert(p.clone(), Package { installed: false, version: None });
+            }
+            FactRequest::Service(u) => {
+                f.services.insert(
+                    u.clone(),
+                    Service { load: "not-found".into(), active: "inactive".into(), enabled: String::new() },
+                );
+            }
+            _ => {}
+        }
+    }
+    for (tag, lines) in &sections {
+        let mut words = tag.split(' ');
+        let kind = words.next().unwrap_or("");
+        let idx: Option<usize> = words.next().and_then(|w| w.parse().ok());
+        let req = idx.and_then(|i| reqs.get(i).copied());
+        match (kind, req) {
+            ("os", _) => f.os = parse_os(lines),
+            ("path", Some(FactRequest::Path { path, .. })) => {
+                f.paths.insert(path.clone(), parse_path(lines)?);
+            }
+            ("user", Some(FactRequest::User(u))) => {
+                f.users.insert(u.clone(), parse_user(lines));
+            }
+            ("group", Some(FactRequest::Group(g))) => {
+                let gid = lines.first().and_then(|l| l.split(':').nth(2)).and_then(|g| g.parse().ok());
+                f.groups.insert(g.clone(), gid.map(|gid| Group { gid }));
+            }
+            ("aptcache", _) => {
+                let kv = key_values(lines);
+                let lists: u64 = kv.get("lists").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let now: u64 = kv.get("now").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let newest = lines
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("mtime="))
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .max();
+                f.apt_cache_age = match (lists, newest) {
+                    (0, _) | (_, None) => None,
+                    (_, Some(t)) => Some(now.saturating_sub(t)),
+                };
+            }
+            ("aptsrc", Some(FactRequest::AptSourcesFor(url))) => {
+                f.apt_sources_for.insert(url.clone(), lines.iter().map(|l| l.to_string()).collect());
+            }
+            ("guard", Some(FactRequest::Guard(cmd))) => {
+                let rc = lines
+                    .iter()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("rc="))
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("guard `{cmd}` gave no exit status"))?;
+                f.guards.insert(cmd.clone(), rc);
+            }
+            ("packages", _) => {
+                for l in lines {
+                    let mut parts = l.split('\t');
+                    let (Some(name), Some(status), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+                        continue;
+                    };
+                    // Multi-arch names come as name:arch in some setups.
+                    let name = name.split(':').next().unwrap_or(name);
+                    let installed = status.starts_with("ii") || status.starts_with("hi");
+                    f.packages.insert(
+                        name.to_string(),
+                        Package { installed, version: installed.then(|| version.to_string()) },
+                    );
+                }
+            }
+            ("services", _) => {
+                for block in lines.split(|l| l.is_empty()) {
+                    let kv = key_values(block);
+                    let Some(id) = kv.get("Id") else { continue };
+                    let svc = Service {
+                        load: kv.get("LoadState").cloned().unwrap_or_default(),
+                        active: kv.get("ActiveState").cloned().unwrap_or_default(),
+                        enabled: kv.get("UnitFileState").cloned().unwrap_or_default(),
+                    };
+                    for r in &reqs {
+                        if let FactRequest::Service(u) = r {
+                            if &unit_name(u) == id {
+                                f.services.insert(u.clone(), svc.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            ("end", _) => {}
+            (other, _) => return Err(format!("unexpected probe section `{other}`")),
+        }
+    }
+    Ok(f)
+}
+
+fn key_values(lines: &[&str]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+fn parse_os(lines: &[&str]) -> Os {
+    let kv = key_values(lines);
+    let g = |k: &str| kv.get(k).cloned().unwrap_or_default();
+    Os {
+        id: g("ID"),
+        version_id: g("VERSION_ID"),
+        codename: kv.get("VERSION_CODENAME").cloned().unwrap_or_else(|| g("UBUNTU_CODENAME")),
+        pretty_name: g("PRETTY_NAME"),
+        machine: g("machine"),
+        dpkg_arch: g("dpkg_arch"),
+        nproc: g("nproc").parse().unwrap_or(1),
+        memtotal_mb: g("memtotal_kb").parse::<u64>().unwrap_or(0) / 1024,
+        hostname: g("hostname"),
+        systemd: kv.contains_key("systemd"),
+    }
+}
+
+fn parse_path(lines: &[&str]) -> Result<Option<PathState>, String> {
+    if lines.first() == Some(&"absent") {
+        return Ok(None);
+    }
+    let stat = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("stat="))
+        .ok_or_else(|| format!("cannot read a path's state: {}", lines.join(" ")))?;
+    let parts: Vec<&str> = stat.split('|').collect();
+    if parts.len() < 4 {
+        return Err(format!("cannot parse stat output `{stat}`"));
+    }
+    let kind = match parts[0] {
+        "regular file" | "regular empty file" => PathKind::File,
+        "directory" => PathKind::Directory,
+        "symbolic link" => PathKind::Link,
+        _ => PathKind::Other,
+    };
+    let mode = u32::from_str_radix(parts[1], 8).map_err(|_| format!("bad mode `{}`", parts[1]))?;
+    let content = match lines.iter().find_map(|l| l.strip_prefix("content=")) {
+        Some(b) => Some(base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(Some(PathState {
+        kind,
+        mode,
+        owner: parts[2].to_string(),
+        group: parts[3].to_string(),
+        sha256: lines.iter().find_map(|l| l.strip_prefix("sha256=")).map(str::to_string),
+        content,
+    }))
+}
+
+fn parse_user(lines: &[&str]) -> Option<User> {
+    let pw = lines.iter().find(|l| l.matches(':').count() >= 6)?;
+    let f: Vec<&str> = pw.split(':').collect();
+    let groups = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("groups="))
+        .map(|g| g.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    Some(User {
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        home: f[5].to_string(),
+        shell: f[6].to_string(),
+        groups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs() -> BTreeSet<FactRequest> {
+        [
+            FactRequest::Package("curl".into()),
+            FactRequest::Package("docker.io".into()),
+            FactRequest::Service("ssh".into()),
+            FactRequest::Path { path: "/etc/motd".into(), content: false },
+            FactRequest::Path { path: "/nope".into(), content: false },
+            FactRequest::User("deploy".into()),
+            FactRequest::AptCache,
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn parses_a_captured_answer() {
+        let r = reqs();
+        let out = "@@N os\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nmachine=x86_64\ndpkg_arch=amd64\nnproc=2\nhostname=h1\nmemtotal_kb=2048000\nsystemd=1\n\
+@@N path 3\nstat=regular file|644|root|root|286\nsha256=aaaa\n@@N path 4\nabsent\n\
+@@N user 5\ndeploy:x:1000:1000::/home/deploy:/bin/bash\ngroups=deploy sudo\n\
+@@N aptcache\nlists=4\nnow=1000\nmtime=900\nmtime=400\n\
+@@N packages\ncurl\tii \t7.88.1-10\n\
+@@N services\nId=ssh.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n@@N end\n";
+        let f = parse("N", &r, out).unwrap();
+        assert_eq!(f.os.codename, "bookworm");
+        assert_eq!(f.os.version_id, "12");
+        assert!(f.os.systemd);
+        assert_eq!(f.packages["curl"].version.as_deref(), Some("7.88.1-10"));
+        assert!(!f.packages["docker.io"].installed);
+        assert!(f.services["ssh"].is_active() && f.services["ssh"].is_enabled());
+        assert_eq!(f.paths["/etc/motd"].as_ref().unwrap().mode, 0o644);
+        assert!(f.paths["/nope"].is_none());
+        assert_eq!(f.users["deploy"].as_ref().unwrap().groups, vec!["deploy", "sudo"]);
+        assert_eq!(f.apt_cache_age, Some(100));
+    }
+
+    #[test]
+    fn incomplete_answer_is_an_error() {
+        assert!(parse("N", &reqs(), "@@N os\nID=debian\n").is_err());
+    }
+
+    #[test]
+    fn the_script_runs_and_parses_here() {
+        // The probe is plain POSIX sh: run it on this machine for real.
+        let mut r = reqs();
+        r.insert(FactRequest::Guard("true".into()));
+        r.insert(FactRequest::Path { path: "/etc/hostname".into(), content: true });
+        let s = script("T3st", &r);
+        let out = std::process::Command::new("sh").arg("-c").arg(&s).output().unwrap();
+        let f = parse("T3st", &r, &String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(f.guards["true"], 0);
+        assert!(f.path("/etc/hostname").unwrap().sha256.as_ref().unwrap().len() == 64);
+        assert!(f.path("/etc/hostname").unwrap().content.is_some());
+    }
+}

@@ -1,0 +1,257 @@
+//! Jinja2 templating (minijinja) with Ansible's habits.
+//!
+//! One [`Templates`] environment serves a whole run: template files are
+//! looked up in the playbook's `templates/` folder (then the built-in ones),
+//! undefined variables are errors (`UndefinedBehavior::Strict`), and a few
+//! helpers Ansible users reach for exist: `lookup('env', 'NAME')`, the
+//! `bool` and `mandatory` filters. A string that is exactly one `{{ expr }}`
+//! evaluates to the expression's own type, as in Ansible, so a list variable
+//! stays a list.
+
+use std::path::PathBuf;
+
+use minijinja::value::{Serde, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use serde_json::Value as Json;
+
+/// Templates built into the binary, used when the playbook's folder has no
+/// file of that name.
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[];
+
+/// The template environment of a run.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// An environment that loads template files from `dirs`, in order.
+    pub fn new(dirs: Vec<PathBuf>) -> Templates {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // As Ansible's template module: trim_blocks on, trailing newline kept.
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).keep_trailing_newline(true).build() {
+            env.set_syntax(syntax);
+        }
+        env.set_loader(move |name: &str| -> Result<Option<String>, Error> {
+            if name.split('/').any(|seg| seg == "..") {
+                return Ok(None);
+            }
+            for dir in &dirs {
+                let path = dir.join(name);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => return Ok(Some(s)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!("cannot read {}: {e}", path.display()),
+                        ))
+                    }
+                }
+            }
+            Ok(BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string()))
+        });
+        env.add_function("lookup", lookup);
+        env.add_filter("bool", to_bool);
+        env.add_filter("mandatory", mandatory);
+        Templates { env }
+    }
+
+    /// Whether `s` contains template syntax at all.
+    pub fn is_template(s: &str) -> bool {
+        s.contains("{{") || s.contains("{%") || s.contains("{#")
+    }
+
+    /// Render a template given inline.
+    pub fn render_str(&self, src: &str, ctx: &Json) -> Result<String, String> {
+        if !Templates::is_template(src) {
+            return Ok(src.to_string());
+        }
+        self.env.render_str(src, Serde(ctx)).map_err(describe)
+    }
+
+    /// Render the template file `name`.
+    pub fn render_file(&self, name: &str, ctx: &Json) -> Result<String, String> {
+        let tmpl = self.env.get_template(name).map_err(|e| {
+            if e.kind() == ErrorKind::TemplateNotFound {
+                format!("template `{name}` not found in the templates folder")
+            } else {
+                describe(e)
+            }
+        })?;
+        tmpl.render(Serde(ctx)).map_err(describe)
+    }
+
+    /// Check that the template file `name` exists and parses.
+    pub fn check_file(&self, name: &str) -> Result<(), String> {
+        self.env.get_template(name).map(|_| ()).map_err(|e| {
+            if e.kind() == ErrorKind::TemplateNotFound {
+                format!("template `{name}` not found in the templates folder")
+            } else {
+                describe(e)
+            }
+        })
+    }
+
+    /// Check that a `when` expression parses.
+    pub fn check_expr(&self, expr: &str) -> Result<(), String> {
+        self.env.compile_expression(expr).map(|_| ()).map_err(describe)
+    }
+
+    /// Evaluate a `when` expression to a boolean (Ansible's truthiness,
+    /// plus `yes`/`no` strings).
+    pub fn eval_bool(&self, expr: &str, ctx: &Json) -> Result<bool, String> {
+        let e = self.env.compile_expression(expr).map_err(describe)?;
+        let v = e.eval(Serde(ctx)).map_err(describe)?;
+        if let Some(s) = v.as_str() {
+            if let Some(b) = parse_bool(s) {
+                return Ok(b);
+            }
+        }
+        Ok(v.is_true())
+    }
+
+    /// Render every string inside a JSON value. A string that is one whole
+    /// `{{ expr }}` keeps the expression's type.
+    pub fn render_value(&self, v: &Json, ctx: &Json) -> Result<Json, String> {
+        Ok(match v {
+            Json::String(s) => {
+                if !Templates::is_template(s) {
+                    return Ok(v.clone());
+                }
+                if let Some(expr) = single_expression(s) {
+                    let e = self.env.compile_expression(expr).map_err(describe)?;
+                    let out = e.eval(Serde(ctx)).map_err(describe)?;
+                    if out.is_undefined() {
+                        return Err(format!("`{}` is undefined", expr.trim()));
+                    }
+                    serde_json::to_value(&out).map_err(|e| e.to_string())?
+                } else {
+                    Json::String(self.render_str(s, ctx)?)
+                }
+            }
+            Json::Array(items) => {
+                Json::Array(items.iter().map(|i| self.render_value(i, ctx)).collect::<Result<_, _>>()?)
+            }
+            Json::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    out.insert(k.clone(), self.render_value(v, ctx)?);
+                }
+                Json::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// `{{ expr }}` and nothing else: the expression.
+fn single_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    Some(inner)
+}
+
+/// One line, without minijinja's debug dump of the whole context (which
+/// could hold secrets).
+fn describe(e: Error) -> String {
+    let mut msg = match e.kind() {
+        ErrorKind::UndefinedError => {
+            let detail = e.detail().unwrap_or("");
+            if detail.is_empty() {
+                "undefined variable".to_string()
+            } else {
+                format!("undefined variable: {detail}")
+            }
+        }
+        _ => e.detail().map(|d| format!("{}: {d}", e.kind())).unwrap_or_else(|| e.kind().to_string()),
+    };
+    if let Some(line) = e.line() {
+        msg.push_str(&format!(" (template line {line})"));
+    }
+    if let Some(src) = std::error::Error::source(&e) {
+        msg.push_str(&format!(": {src}"));
+    }
+    msg
+}
+
+/// YAML 1.1 / Ansible booleans.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" | "on" | "1" => Some(true),
+        "no" | "n" | "false" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn lookup(kind: String, name: String) -> Result<Value, Error> {
+    match kind.as_str() {
+        "env" => match std::env::var(&name) {
+            Ok(v) => Ok(Value::from(v)),
+            Err(_) => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("environment variable {name} is not set"),
+            )),
+        },
+        other => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("lookup plugin `{other}` is not supported (only `env`)"),
+        )),
+    }
+}
+
+fn to_bool(v: Value) -> bool {
+    match v.as_str() {
+        Some(s) => parse_bool(s).unwrap_or(false),
+        None => v.is_true(),
+    }
+}
+
+fn mandatory(v: Value) -> Result<Value, Error> {
+    if v.is_undefined() || v.is_none() {
+        Err(Error::new(ErrorKind::UndefinedError, "mandatory variable is not defined"))
+    } else {
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strict_undefined_is_an_error() {
+        let t = Templates::new(vec![]);
+        let err = t.render_str("x={{ nope }}", &json!({})).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn single_expression_keeps_type() {
+        let t = Templates::new(vec![]);
+        let v = t.render_value(&json!("{{ items }}"), &json!({"items": [1, 2]})).unwrap();
+        assert_eq!(v, json!([1, 2]));
+        let v = t.render_value(&json!("a-{{ n }}"), &json!({"n": 3})).unwrap();
+        assert_eq!(v, json!("a-3"));
+    }
+
+    #[test]
+    fn when_accepts_yaml11_strings() {
+        let t = Templates::new(vec![]);
+        assert!(t.eval_bool("flag", &json!({"flag": "yes"})).unwrap());
+        assert!(!t.eval_bool("flag", &json!({"flag": "no"})).unwrap());
+        assert!(t.eval_bool("os == 'Debian'", &json!({"os": "Debian"})).unwrap());
+        assert!(t.check_expr("a ==").is_err());
+    }
+
+    #[test]
+    fn env_lookup_of_missing_variable_fails() {
+        let t = Templates::new(vec![]);
+        let err = t.render_str("{{ lookup('env', 'BOOTSTRAP_TEST_SURELY_UNSET') }}", &json!({})).unwrap_err();
+        assert!(err.contains("BOOTSTRAP_TEST_SURELY_UNSET"), "{err}");
+    }
+}
