@@ -380,6 +380,9 @@ impl Change {
                 if path.starts_with("/etc/apt/") {
                     facts.apt_sources_changed = true;
                 }
+                if is_unit_path(path) {
+                    facts.units_changed = true;
+                }
                 facts.paths.insert(path.clone(), Some(st));
             }
             Change::SetAttrs { path, attrs } => {
@@ -416,6 +419,9 @@ impl Change {
             Change::Remove { path } => {
                 if path.starts_with("/etc/apt/") {
                     facts.apt_sources_changed = true;
+                }
+                if is_unit_path(path) {
+                    facts.units_changed = true;
                 }
                 facts.paths.insert(path.clone(), None);
             }
@@ -457,7 +463,8 @@ impl Change {
             Change::GroupDel { name } => {
                 facts.groups.insert(name.clone(), None);
             }
-            Change::DaemonReload | Change::Run { .. } => {}
+            Change::DaemonReload => facts.units_changed = false,
+            Change::Run { .. } => {}
             Change::Unit { unit, action } => {
                 let svc = facts.services.entry(unit.clone()).or_insert(Service {
                     load: "loaded".into(),
@@ -475,6 +482,11 @@ impl Change {
     }
 }
 
+/// Whether a path is where systemd reads unit files from.
+fn is_unit_path(p: &str) -> bool {
+    ["/etc/systemd/", "/lib/systemd/", "/usr/lib/systemd/", "/run/systemd/system/"].iter().any(|d| p.starts_with(d))
+}
+
 fn first_line(s: &str) -> String {
     let l = s.lines().next().unwrap_or("");
     if l.len() < s.trim_end().len() {
@@ -487,24 +499,30 @@ fn first_line(s: &str) -> String {
 /// Shell functions every apply script starts with.
 pub fn prelude() -> &'static str {
     r#"export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# __apt TIMEOUT CMD...: run an apt command; while another process holds the
-# dpkg or apt lock, wait (up to TIMEOUT seconds) and say who holds it.
+# __apt TIMEOUT CMD...: run an apt command, its output streamed. While
+# another process holds the dpkg or apt lock, wait (up to TIMEOUT seconds)
+# and say who holds it; apt-get install waits by itself (DPkg::Lock::Timeout).
 __apt() {
   __limit=$1; shift
   __deadline=$(( $(date +%s) + __limit )); __said=
-  __log=$(mktemp)
+  __log=$(mktemp); __rcf=$(mktemp)
   while :; do
-    if "$@" >"$__log" 2>&1; then cat "$__log"; rm -f "$__log"; return 0; fi
-    if grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' -e 'Unable to lock directory' "$__log" \
+    { "$@" 2>&1; echo $? >"$__rcf"; } | tee "$__log"
+    __rc=$(cat "$__rcf")
+    if [ "$__rc" = 0 ] && [ "$1" = apt-get ] && grep -q -e '^W: Failed to fetch' -e '^E: Failed to fetch' "$__log"; then
+      echo "apt-get update could not download the package lists (is the package mirror reachable from this host?)"
+      __rc=100
+    fi
+    if [ "$__rc" != 0 ] && grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' -e 'Unable to lock directory' "$__log" \
        && [ "$(date +%s)" -lt "$__deadline" ]; then
       if [ -z "$__said" ]; then
-        echo "waiting up to ${__limit}s for the apt/dpkg lock: $(grep -m1 -o 'held by process.*' "$__log" || grep -m1 'lock' "$__log")"
+        echo "waiting up to ${__limit}s for the apt/dpkg lock: $(grep -m1 -o 'held by process.*' "$__log" || echo 'held by another process')"
         __said=1
       fi
       sleep 2; continue
     fi
-    cat "$__log"; rm -f "$__log"
-    return 1
+    rm -f "$__log" "$__rcf"
+    return "$__rc"
   done
 }
 "#

@@ -9,7 +9,7 @@
 //! happens into [`Event`]s for the reporter. A host that fails or cannot be
 //! reached does not stop the others.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +84,9 @@ pub fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         None => None,
     };
     let base_dir = playbook.as_ref().map(|p| p.base_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
-    let templates = Arc::new(Templates::new(vec![base_dir.join("templates")]));
+    // Templates: beside the playbook, then the project's top-level folder
+    // (playbooks/x.yml -> templates/).
+    let templates = Arc::new(Templates::new(vec![base_dir.join("templates"), base_dir.join("../templates")]));
     let mut selected: Vec<String> = inv.hosts.keys().cloned().collect();
     if let Some(limit) = &opts.limit {
         let chosen = inv.select(limit).map_err(|e| InputError::new(e).field("--limit"))?;
@@ -437,108 +439,43 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     // The plan: local and pure.
     let plan = plan_host(program, &facts, &sh.templates, &sh.base_dir);
     let check = sh.mode == Mode::Check;
-    let mut failed_msg: Option<String> = None;
-    let mut unreachable = false;
-    let mut outcome: HashMap<usize, (TaskStatus, Option<String>, u64)> = HashMap::new();
+    let mut emitter = Emitter { host: &host, plan: &plan, tx, check, diff: sh.diff, next: 0, counts: Counts::default(), failed: false };
+    let mut lost: Option<String> = None;
     if plan.has_changes() && !check {
         let n = nonce();
         let script = plan.script(&n);
-        let mut runner = Streamer::new(&n, &plan, &host, tx);
-        let result = session.run_script(&script, &job.r#become, |chunk| runner.feed(chunk)).await;
-        runner.flush_partial();
+        let mut streamer = Streamer::new(&n, &mut emitter);
+        let result = session.run_script(&script, &job.r#become, |chunk| streamer.feed(chunk)).await;
+        streamer.flush_partial();
+        let current = streamer.current;
+        let done = streamer.done;
         match result {
-            Ok(o) => {
-                if !runner.done && runner.failed.is_none() {
-                    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-                    failed_msg = Some(if err.is_empty() { "the apply script stopped early".into() } else { err });
-                }
+            Ok(o) if !done && !streamer.emitter.failed => {
+                let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                let msg = if err.is_empty() { "the apply script stopped early".to_string() } else { err };
+                streamer.emitter.fail_current(current, msg);
             }
+            Ok(_) => {}
             Err(e) => {
-                if e.is_unreachable() {
-                    unreachable = true;
-                }
-                failed_msg = Some(match runner.current {
+                let msg = match current {
                     Some(i) => format!("{e} (during task `{}`)", plan.tasks[i].name),
                     None => e.to_string(),
-                });
-            }
-        }
-        outcome = runner.outcome;
-    }
-    // Report every task, in order.
-    let mut host_failed = failed_msg.is_some();
-    for (i, t) in plan.tasks.iter().enumerate() {
-        let (status, changes, msg, output) = match &t.plan {
-            TaskPlan::Skipped => (TaskStatus::Skipped, vec![], None, None),
-            TaskPlan::Ok => (TaskStatus::Ok, vec![], None, None),
-            TaskPlan::Failed(m) => {
-                host_failed = true;
-                (TaskStatus::Failed, vec![], Some(format!("{m}\n  at {}", t.location)), None)
-            }
-            TaskPlan::Changes(c) => {
-                let descr: Vec<String> = c.iter().map(Change::describe).collect();
-                if check {
-                    (TaskStatus::Changed, descr, None, None)
-                } else {
-                    match outcome.get(&i) {
-                        Some((TaskStatus::Changed, out, _)) => (TaskStatus::Changed, descr, None, out.clone()),
-                        Some((_, out, _)) => {
-                            host_failed = true;
-                            (TaskStatus::Failed, descr, Some(format!("a command failed (task at {})", t.location)), out.clone())
-                        }
-                        None => {
-                            if host_failed {
-                                // Not reached: an earlier task failed.
-                                break;
-                            }
-                            host_failed = true;
-                            (TaskStatus::Failed, descr, failed_msg.clone(), None)
-                        }
-                    }
+                };
+                if e.is_unreachable() {
+                    lost = Some(msg.clone());
                 }
+                streamer.emitter.fail_current(current, msg);
             }
-        };
-        if check && !matches!(t.plan, TaskPlan::Changes(_)) || !matches!(t.plan, TaskPlan::Changes(_)) {
-            // Tasks without changes were not streamed: report them now.
-            send(Event::TaskStart { host: host.clone(), task: i, name: t.name.clone() });
-        }
-        let diff = if sh.diff {
-            match &t.plan {
-                TaskPlan::Changes(c) => {
-                    let d: Vec<String> = c
-                        .iter()
-                        .filter_map(|ch| match ch {
-                            Change::WriteFile { path, content, old, .. } => {
-                                Some(unified_diff(path, old.as_ref().and_then(|o| o.content.as_deref()), content))
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    (!d.is_empty()).then(|| d.join(""))
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let duration_ms = outcome.get(&i).map(|o| o.2).unwrap_or(0);
-        match status {
-            TaskStatus::Ok => counts.ok += 1,
-            TaskStatus::Changed => {
-                counts.ok += 1;
-                counts.changed += 1
-            }
-            TaskStatus::Skipped => counts.skipped += 1,
-            TaskStatus::Failed => {}
-        }
-        send(Event::TaskEnd { host: host.clone(), task: i, name: t.name.clone(), status, duration_ms, changes, msg, output, diff });
-        if status == TaskStatus::Failed {
-            break;
         }
     }
+    if !emitter.failed {
+        emitter.emit_until(plan.tasks.len());
+    }
+    let host_failed = emitter.failed;
+    counts = emitter.counts;
     let rt = session.round_trips();
     session.close().await;
-    let status = if unreachable {
+    let status = if lost.is_some() {
         counts.unreachable = 1;
         HostStatus::Unreachable
     } else if host_failed {
@@ -549,40 +486,150 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     } else {
         HostStatus::Ok
     };
-    let msg = if unreachable { failed_msg } else { None };
-    send(end(status, rt, msg));
+    send(end(status, rt, lost));
     counts
+}
+
+/// Emits task events in task order, whether a task was executed on the
+/// host (streamed) or needed nothing (known from the plan).
+struct Emitter<'a> {
+    host: &'a str,
+    plan: &'a HostPlan,
+    tx: &'a mpsc::UnboundedSender<Event>,
+    check: bool,
+    diff: bool,
+    /// First task not reported yet.
+    next: usize,
+    counts: Counts,
+    failed: bool,
+}
+
+impl Emitter<'_> {
+    fn send(&self, e: Event) {
+        let _ = self.tx.send(e);
+    }
+
+    fn start(&self, i: usize) {
+        self.send(Event::TaskStart { host: self.host.to_string(), task: i, name: self.plan.tasks[i].name.clone() });
+    }
+
+    fn end(&mut self, i: usize, status: TaskStatus, duration_ms: u64, msg: Option<String>, output: Option<String>) {
+        let t = &self.plan.tasks[i];
+        let (changes, diff) = match &t.plan {
+            TaskPlan::Changes(c) => {
+                let diff = if self.diff {
+                    let d: Vec<String> = c
+                        .iter()
+                        .filter_map(|ch| match ch {
+                            Change::WriteFile { path, content, old, .. } => {
+                                Some(unified_diff(path, old.as_ref().and_then(|o| o.content.as_deref()), content))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    (!d.is_empty()).then(|| d.join(""))
+                } else {
+                    None
+                };
+                (c.iter().map(Change::describe).collect(), diff)
+            }
+            _ => (Vec::new(), None),
+        };
+        match status {
+            TaskStatus::Ok => self.counts.ok += 1,
+            TaskStatus::Changed => {
+                self.counts.ok += 1;
+                self.counts.changed += 1;
+            }
+            TaskStatus::Skipped => self.counts.skipped += 1,
+            TaskStatus::Failed => self.failed = true,
+        }
+        self.send(Event::TaskEnd {
+            host: self.host.to_string(),
+            task: i,
+            name: t.name.clone(),
+            handler: t.handler,
+            status,
+            duration_ms,
+            changes,
+            msg,
+            output,
+            diff,
+        });
+        self.next = i + 1;
+    }
+
+    /// Report the tasks before `until` that the host did not run: ok,
+    /// skipped, failed in planning, or (in check mode) would change.
+    fn emit_until(&mut self, until: usize) {
+        while self.next < until && !self.failed {
+            let i = self.next;
+            self.start(i);
+            let (status, msg) = match &self.plan.tasks[i].plan {
+                TaskPlan::Skipped => (TaskStatus::Skipped, None),
+                TaskPlan::Ok => (TaskStatus::Ok, None),
+                TaskPlan::Changes(_) if self.check => (TaskStatus::Changed, None),
+                TaskPlan::Changes(_) => (TaskStatus::Failed, Some("not run: the apply script never reached it".to_string())),
+                TaskPlan::Failed(m) => (TaskStatus::Failed, Some(format!("{m}\n  at {}", self.plan.tasks[i].location))),
+            };
+            self.end(i, status, 0, msg, None);
+        }
+    }
+
+    /// A task the host ran (`rc` its exit status).
+    fn executed(&mut self, i: usize, rc: i32, duration_ms: u64, output: Option<String>) {
+        if rc == 0 {
+            self.end(i, TaskStatus::Changed, duration_ms, None, output);
+        } else {
+            let msg = format!("a command failed (exit status {rc}; task at {})", self.plan.tasks[i].location);
+            self.end(i, TaskStatus::Failed, duration_ms, Some(msg), output);
+        }
+    }
+
+    /// The run stopped while task `current` (or the next one) was due.
+    fn fail_current(&mut self, current: Option<usize>, msg: String) {
+        let i = match current {
+            Some(i) => i,
+            None => {
+                // Find the next task that had changes to run.
+                let mut j = self.next;
+                while j < self.plan.tasks.len() && !matches!(self.plan.tasks[j].plan, TaskPlan::Changes(_)) {
+                    j += 1;
+                }
+                if j >= self.plan.tasks.len() {
+                    self.failed = true;
+                    return;
+                }
+                self.emit_until(j);
+                self.start(j);
+                j
+            }
+        };
+        self.end(i, TaskStatus::Failed, 0, Some(msg), None);
+    }
 }
 
 /// Follows the apply script's output: markers become task events, the
 /// lines between them are the task's output.
-struct Streamer<'a> {
+struct Streamer<'a, 'b> {
     marker: String,
-    plan: &'a HostPlan,
-    host: &'a str,
-    tx: &'a mpsc::UnboundedSender<Event>,
+    emitter: &'b mut Emitter<'a>,
     buf: Vec<u8>,
     current: Option<usize>,
     started: Option<Instant>,
     output: String,
-    outcome: HashMap<usize, (TaskStatus, Option<String>, u64)>,
-    failed: Option<usize>,
     done: bool,
 }
 
-impl<'a> Streamer<'a> {
-    fn new(nonce: &str, plan: &'a HostPlan, host: &'a str, tx: &'a mpsc::UnboundedSender<Event>) -> Streamer<'a> {
+impl<'a, 'b> Streamer<'a, 'b> {
+    fn new(nonce: &str, emitter: &'b mut Emitter<'a>) -> Streamer<'a, 'b> {
         Streamer {
             marker: format!("@@{nonce} "),
-            plan,
-            host,
-            tx,
+            emitter,
             buf: Vec::new(),
             current: None,
             started: None,
             output: String::new(),
-            outcome: HashMap::new(),
-            failed: None,
             done: false,
         }
     }
@@ -616,23 +663,25 @@ impl<'a> Streamer<'a> {
         match words.as_slice() {
             ["start", i] => {
                 if let Ok(i) = i.parse::<usize>() {
+                    if i >= self.emitter.plan.tasks.len() {
+                        return;
+                    }
+                    self.emitter.emit_until(i);
                     self.current = Some(i);
                     self.started = Some(Instant::now());
                     self.output.clear();
-                    let name = self.plan.tasks.get(i).map(|t| t.name.clone()).unwrap_or_default();
-                    let _ = self.tx.send(Event::TaskStart { host: self.host.to_string(), task: i, name });
+                    self.emitter.start(i);
                 }
             }
             ["end", i, rc] => {
                 if let (Ok(i), Ok(rc)) = (i.parse::<usize>(), rc.parse::<i32>()) {
-                    let ms = self.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
-                    let out = self.output.trim_end().to_string();
-                    let out = (!out.is_empty()).then_some(out);
-                    let status = if rc == 0 { TaskStatus::Changed } else { TaskStatus::Failed };
-                    if rc != 0 {
-                        self.failed = Some(i);
+                    if self.current != Some(i) {
+                        return;
                     }
-                    self.outcome.insert(i, (status, out, ms));
+                    let ms = self.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
+                    let out = self.output.trim().to_string();
+                    let out = (!out.is_empty()).then_some(out);
+                    self.emitter.executed(i, rc, ms, out);
                     self.current = None;
                 }
             }

@@ -71,9 +71,6 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn exists(&self) -> bool {
-        self.load != "not-found"
-    }
     pub fn is_active(&self) -> bool {
         self.active == "active" || self.active == "activating" || self.active == "reloading"
     }
@@ -134,6 +131,10 @@ pub struct Facts {
     #[serde(skip)]
     pub apt_sources_changed: bool,
     pub apt_sources_for: BTreeMap<String, Vec<String>>,
+    /// Set by the planner when a task changed systemd unit files in this
+    /// run (a `daemon_reload` is then due).
+    #[serde(skip)]
+    pub units_changed: bool,
     pub guards: BTreeMap<String, i32>,
 }
 

@@ -415,7 +415,6 @@ impl Inventory {
             return Err(self.field_error(host, "ansible_become_user", format!("`{become_user}` is not a valid user name")));
         }
         Ok(Connection {
-            host: host.name.clone(),
             address,
             port,
             user,
@@ -487,7 +486,6 @@ impl Inventory {
 /// How to reach one host.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    pub host: String,
     pub address: String,
     pub port: Option<u16>,
     pub user: Option<String>,

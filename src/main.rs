@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod facts;
 mod inventory;
+mod known_hosts;
 mod modules;
 mod plan;
 mod playbook;

@@ -99,7 +99,6 @@ pub struct Task {
 
 #[derive(Debug, Clone)]
 pub struct Play {
-    pub name: String,
     pub hosts: String,
     pub r#become: Option<bool>,
     pub vars: Vars,
@@ -136,7 +135,6 @@ fn strings(v: &Y) -> Option<Vec<String>> {
 /// A host's program: what one host will run, prepared before connecting.
 #[derive(Debug, Clone)]
 pub struct HostProgram {
-    pub host: String,
     pub r#become: bool,
     pub tasks: Vec<HostTask>,
     pub handlers: Vec<HostTask>,
@@ -196,7 +194,7 @@ impl Playbook {
     fn check_play(&self, pi: usize, rp: RawPlay) -> Result<Play, Vec<InputError>> {
         let path = pi.to_string();
         let mut errors = Vec::new();
-        let _ = rp.gather_facts;
+        let _ = (&rp.gather_facts, &rp.name);
         let become_ = match &rp.become_ {
             None => None,
             Some(Y::Bool(b)) => Some(*b),
@@ -242,7 +240,6 @@ impl Playbook {
             return Err(errors);
         }
         Ok(Play {
-            name: rp.name.unwrap_or_else(|| format!("play {}", pi + 1)),
             hosts: rp.hosts.unwrap_or_else(|| "all".into()),
             r#become: become_,
             vars: rp.vars.unwrap_or_default(),
@@ -372,7 +369,6 @@ impl Playbook {
         let inv_vars = inv.host_vars(h, templates)?;
         let placeholder = Facts::placeholder(host).template_vars();
         let mut program = HostProgram {
-            host: host.to_string(),
             r#become: conn_become.unwrap_or(false),
             tasks: Vec::new(),
             handlers: Vec::new(),

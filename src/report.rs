@@ -55,6 +55,8 @@ pub enum Event {
         host: String,
         task: usize,
         name: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        handler: bool,
         status: TaskStatus,
         duration_ms: u64,
         #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -213,7 +215,8 @@ impl Reporter for Human {
                     pb.set_message(self.redactor.mask(name));
                 }
             }
-            Event::TaskEnd { host, name, status, changes, msg, output, diff, duration_ms, .. } => {
+            Event::TaskEnd { host, name, handler, status, changes, msg, output, diff, duration_ms, .. } => {
+                let name = if *handler { format!("{name} (handler)") } else { name.clone() };
                 let show = match status {
                     TaskStatus::Changed | TaskStatus::Failed => true,
                     TaskStatus::Ok => self.verbose >= 1,
@@ -276,6 +279,8 @@ impl Reporter for Human {
                     ));
                 } else if let (HostStatus::Failed, Some(m)) = (status, msg) {
                     self.line(&format!("{}: [{host}] {m}", self.paint("failed", "31")));
+                } else if let Some(m) = msg {
+                    self.line(&format!("{}: [{host}] {m}", self.paint("ok", "32")));
                 }
                 if self.verbose >= 1 {
                     self.line(&format!("done: [{host}] {round_trips} round trip(s) after connecting, {elapsed_ms} ms"));

@@ -22,6 +22,8 @@ use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Semaphore;
 
+use crate::known_hosts::{self, Verdict};
+
 /// Channels open at once on one connection (OpenSSH allows 10).
 pub const MAX_CHANNELS: usize = 8;
 
@@ -145,32 +147,46 @@ impl client::Handler for Client {
                 return Ok(false);
             }
         };
-        let result = if self.known_hosts.exists() {
-            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
-        } else {
-            Ok(false)
-        };
-        match result {
-            Ok(true) => Ok(true),
-            Ok(false) if self.accept_new => {
-                match keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
-                    Ok(()) => Ok(true),
-                    Err(e) => {
-                        self.set(KeyVerdict::Error(format!("cannot record the host key in {}: {e}", self.known_hosts.display())));
-                        Ok(false)
-                    }
-                }
+        let openssh = match key.to_openssh() {
+            Ok(s) => s,
+            Err(e) => {
+                self.set(KeyVerdict::Error(format!("cannot encode the host's key: {e}")));
+                return Ok(false);
             }
-            Ok(false) => {
+        };
+        let mut words = openssh.split_whitespace();
+        let (kt, kb) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let text = match std::fs::read_to_string(&self.known_hosts) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                self.set(KeyVerdict::Error(format!("cannot read {}: {e}", self.known_hosts.display())));
+                return Ok(false);
+            }
+        };
+        match known_hosts::check(&text, &self.host, self.port, kt, kb) {
+            Verdict::Match => Ok(true),
+            Verdict::Unknown if self.accept_new => match known_hosts::append(&self.known_hosts, &self.host, self.port, kt, kb) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    self.set(KeyVerdict::Error(format!("cannot record the host key in {}: {e}", self.known_hosts.display())));
+                    Ok(false)
+                }
+            },
+            Verdict::Unknown => {
                 self.set(KeyVerdict::Unknown { fingerprint: key.fingerprint(HashAlg::Sha256).to_string() });
                 Ok(false)
             }
-            Err(keys::Error::KeyChanged { line }) => {
+            Verdict::Changed { line } => {
                 self.set(KeyVerdict::Changed { line });
                 Ok(false)
             }
-            Err(e) => {
-                self.set(KeyVerdict::Error(format!("cannot read {}: {e}", self.known_hosts.display())));
+            Verdict::Revoked { line } => {
+                self.set(KeyVerdict::Error(format!(
+                    "the host key of {} is marked @revoked in {} line {line}; refusing to connect",
+                    self.host,
+                    self.known_hosts.display()
+                )));
                 Ok(false)
             }
         }
@@ -271,7 +287,7 @@ impl Session {
                     )),
                     Some(KeyVerdict::Changed { line }) => SshError::HostKey(format!(
                         "HOST KEY CHANGED for {}:{}: it does not match {} line {line}; refusing to connect (possible man-in-the-middle)\n  help: if the host was rebuilt, remove that line (ssh-keygen -R {} -f {})",
-                        target.address, target.port, opts.known_hosts.display(), known_hosts_name(&target.address, target.port), opts.known_hosts.display()
+                        target.address, target.port, opts.known_hosts.display(), known_hosts::host_name(&target.address, target.port), opts.known_hosts.display()
                     )),
                     Some(KeyVerdict::Error(m)) => SshError::HostKey(m),
                     None => SshError::Unreachable(format!("cannot connect to {}:{}: {}", target.address, target.port, describe(&e))),
@@ -472,14 +488,6 @@ fn parse_jump(spec: &str, opts: &SshOptions) -> Target {
         _ => (rest, None),
     };
     resolve(host, port, user, None, opts.ssh_config.as_deref())
-}
-
-fn known_hosts_name(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{port}")
-    }
 }
 
 fn describe(e: &russh::Error) -> String {

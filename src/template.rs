@@ -82,17 +82,6 @@ impl Templates {
         tmpl.render(Serde(ctx)).map_err(describe)
     }
 
-    /// Check that the template file `name` exists and parses.
-    pub fn check_file(&self, name: &str) -> Result<(), String> {
-        self.env.get_template(name).map(|_| ()).map_err(|e| {
-            if e.kind() == ErrorKind::TemplateNotFound {
-                format!("template `{name}` not found in the templates folder")
-            } else {
-                describe(e)
-            }
-        })
-    }
-
     /// Check that a `when` expression parses.
     pub fn check_expr(&self, expr: &str) -> Result<(), String> {
         self.env.compile_expression(expr).map(|_| ()).map_err(describe)
@@ -147,8 +136,7 @@ impl Templates {
 
 /// `{{ expr }}` and nothing else: the expression.
 fn single_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }

@@ -144,12 +144,6 @@ impl Action {
             Action::Command(a) => Ok(a.plan(facts)),
         }
     }
-
-    /// Secret strings this action carries (none yet; file contents that
-    /// hold secrets are masked by value in the report).
-    pub fn is_command(&self) -> bool {
-        matches!(self, Action::Command(_))
-    }
 }
 
 /// Typed access to a module's arguments.

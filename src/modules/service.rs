@@ -57,7 +57,9 @@ impl Service {
             Some("reloaded") => c.push(Change::Unit { unit: unit.clone(), action: UnitAction::Reload }),
             _ => {}
         }
-        if self.daemon_reload {
+        // Reload systemd when a unit file changed in this run, or before
+        // acting on the unit anyway; never as a change of its own.
+        if self.daemon_reload && (facts.units_changed || !c.is_empty()) {
             c.insert(0, Change::DaemonReload);
         }
         c
@@ -78,5 +80,9 @@ mod tests {
         assert_eq!(s.plan(&f).len(), 2);
         f.services.insert("docker".into(), Svc { load: "loaded".into(), active: "active".into(), enabled: "enabled".into() });
         assert!(s.plan(&f).is_empty());
+        let r = Service::parse(&Args(json!({"name": "docker", "state": "started", "daemon_reload": true}).as_object().unwrap())).unwrap();
+        assert!(r.plan(&f).is_empty(), "daemon_reload alone is not a change");
+        f.units_changed = true;
+        assert_eq!(r.plan(&f), vec![Change::DaemonReload]);
     }
 }

@@ -1,0 +1,212 @@
+//! Test support: throw-away Debian hosts, fixtures, and the binary.
+//!
+//! [`TestHost`] boots a bare Debian 12 host (systemd-nspawn, its own
+//! systemd, sshd and apt) through `tests/hosts/testhost`, and tears it down
+//! when dropped, also when the test panics. [`Fixture`] is a temporary
+//! folder with an SSH key pair, a known_hosts file and helpers to write
+//! inventories and playbooks and run `bootstrap` in it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testhost() -> PathBuf {
+    repo().join("tests/hosts/testhost")
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bootstrap"))
+}
+
+/// A key pair for the whole test process.
+pub fn key() -> &'static Path {
+    static KEY: OnceLock<PathBuf> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("bootstrap-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("key dir");
+        let key = dir.join("id_ed25519");
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "bootstrap-test", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen runs (package openssh-client)");
+        assert!(st.success());
+        key
+    })
+}
+
+/// A booted test host; torn down on drop.
+pub struct TestHost {
+    pub name: String,
+    pub address: String,
+    pub hostkey: String,
+}
+
+impl TestHost {
+    pub fn up() -> TestHost {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = format!("bt{}x{n}", pid % 10000);
+        let index = (pid as usize % 120 + n) % 250;
+        let out = Command::new(testhost())
+            .args(["up", &name, &index.to_string()])
+            .arg(key().with_extension("pub"))
+            .output()
+            .expect("testhost runs");
+        // Drop guard first, so a half-made host is torn down too.
+        let mut host = TestHost { name, address: String::new(), hostkey: String::new() };
+        assert!(out.status.success(), "testhost up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(a) = line.strip_prefix("address=") {
+                host.address = a.to_string();
+            }
+            if let Some(k) = line.strip_prefix("hostkey_ed25519=") {
+                host.hostkey = k.to_string();
+            }
+        }
+        assert!(!host.address.is_empty() && !host.hostkey.is_empty(), "testhost up printed no address");
+        host
+    }
+
+    /// Run a shell command inside the host as root.
+    pub fn sh(&self, cmd: &str) -> Output {
+        Command::new(testhost()).args(["exec", &self.name, "sh", "-c", cmd]).output().expect("testhost exec")
+    }
+
+    /// stdout of a shell command that must succeed.
+    pub fn read(&self, cmd: &str) -> String {
+        let o = self.sh(cmd);
+        assert!(o.status.success(), "`{cmd}` failed on {}: {}", self.name, String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn known_hosts_line(&self) -> String {
+        format!("{} {}\n", self.address, self.hostkey)
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = Command::new(testhost()).args(["down", &self.name]).output();
+    }
+}
+
+/// Let guests reach the package mirror (and nothing else).
+pub fn net_up() {
+    let o = Command::new(testhost()).arg("net-up").output().expect("testhost net-up");
+    assert!(o.status.success(), "net-up: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A temporary folder to run `bootstrap` in.
+pub struct Fixture {
+    pub dir: PathBuf,
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+    /// `(ok, changed, failed, unreachable)` of `host` from the human recap.
+    pub fn recap(&self, host: &str) -> (u32, u32, u32, u32) {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(host) && l.contains("ok="))
+            .unwrap_or_else(|| panic!("no recap line for {host} in:\n{}", self.all()));
+        let get = |k: &str| -> u32 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {k}= in `{line}`"))
+        };
+        (get("ok"), get("changed"), get("failed"), get("unreachable"))
+    }
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("bootstrap-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        std::fs::write(dir.join("known_hosts"), "").expect("known_hosts");
+        Fixture { dir }
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, content).expect("write");
+        p
+    }
+
+    /// Trust these hosts' keys.
+    pub fn trust(&self, hosts: &[&TestHost]) {
+        let text: String = hosts.iter().map(|h| h.known_hosts_line()).collect();
+        self.write("known_hosts", &text);
+    }
+
+    /// An inventory with `hosts` (name, address) as user `user` with the
+    /// test key, plus extra YAML lines under each host.
+    pub fn inventory(&self, hosts: &[(&str, &str)], user: &str, extra: &str) -> PathBuf {
+        let mut s = format!(
+            "all:\n  vars:\n    ansible_user: {user}\n    ansible_ssh_private_key_file: {}\n  hosts:\n",
+            key().display()
+        );
+        for (name, addr) in hosts {
+            s.push_str(&format!("    {name}:\n      ansible_host: {addr}\n"));
+            for l in extra.lines() {
+                s.push_str(&format!("      {l}\n"));
+            }
+        }
+        self.write("hosts.yml", &s)
+    }
+
+    /// Run `bootstrap ARGS` in the fixture with its known_hosts file.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(&self.dir).args(args);
+        if matches!(args.first(), Some(&"apply") | Some(&"ping") | Some(&"facts")) {
+            cmd.arg("--known-hosts").arg(self.dir.join("known_hosts")).arg("--no-progress");
+        }
+        cmd.env("HOME", &self.dir).env_remove("SSH_AUTH_SOCK");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().expect("bootstrap runs");
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
