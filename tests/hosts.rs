@@ -219,3 +219,90 @@ fn facts_reads_the_host_in_one_round_trip() {
     let v: serde_json::Value = serde_json::from_str(end).expect("json");
     assert_eq!(v["round_trips"], 1);
 }
+
+#[test]
+fn ssh_config_proxy_jump_agent_and_encrypted_keys() {
+    let h = TestHost::up();
+    let f = Fixture::new();
+    // The jump host is the test host; the target is the same host's sshd
+    // seen from inside (127.0.0.1), reached through the jump.
+    f.write(
+        "known_hosts",
+        &format!("{}127.0.0.1 {}\n", h.known_hosts_line(), h.hostkey),
+    );
+    f.write(
+        "ssh_config",
+        &format!(
+            "Host inner\n  HostName 127.0.0.1\n  User root\n  ProxyJump root@{}\n\nHost *\n  IdentityFile {}\n",
+            h.address,
+            key().display()
+        ),
+    );
+    f.write("hosts.yml", "all:\n  hosts:\n    inner:\n");
+    let r = f.run(&["ping", "hosts.yml", "-F", "ssh_config"]);
+    assert_eq!(r.code, 0, "ProxyJump through the host to itself:\n{}", r.all());
+    assert!(r.stdout.contains("pong: connected as root"), "{}", r.stdout);
+
+    // ssh-agent only: no key file anywhere.
+    let sock = f.dir.join("agent.sock");
+    let agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).spawn().expect("ssh-agent");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let added = std::process::Command::new("ssh-add").arg(key()).env("SSH_AUTH_SOCK", &sock).output().expect("ssh-add");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    f.trust(&[&h]);
+    f.write("hosts.yml", &format!("all:\n  hosts:\n    viaagent: {{ansible_host: {}, ansible_user: deploy}}\n", h.address));
+    let r = f.run_env(&["ping", "hosts.yml"], &[("SSH_AUTH_SOCK", sock.to_str().expect("utf8"))]);
+    assert_eq!(r.code, 0, "agent authentication:\n{}", r.all());
+    let r = f.run(&["ping", "hosts.yml"]);
+    assert_eq!(r.code, 4, "without the agent there is no key:\n{}", r.all());
+    assert!(r.stdout.contains("authentication as deploy@"), "{}", r.stdout);
+
+    // An encrypted key file with its passphrase from the environment.
+    let enc = f.dir.join("enc");
+    let st = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "pass phrase", "-f"]).arg(&enc).status().expect("ssh-keygen");
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(enc.with_extension("pub")).expect("pub");
+    h.read(&format!("echo '{}' >> /home/deploy/.ssh/authorized_keys", pubkey.trim()));
+    f.write(
+        "hosts.yml",
+        &format!("all:\n  hosts:\n    enc: {{ansible_host: {}, ansible_user: deploy, ansible_ssh_private_key_file: {}}}\n", h.address, enc.display()),
+    );
+    let r = f.run_env(&["ping", "hosts.yml"], &[("BOOTSTRAP_SSH_KEY_PASSPHRASE", "pass phrase")]);
+    assert_eq!(r.code, 0, "encrypted key:\n{}", r.all());
+}
+
+#[test]
+fn apt_waits_for_the_dpkg_lock_and_names_its_holder() {
+    net_up();
+    let h = TestHost::up();
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    f.inventory(&[("locked", &h.address)], "root", "");
+    // Another process holds the dpkg frontend lock for a while, as
+    // unattended-upgrades does on a fresh VM.
+    h.read(
+        "systemd-run --unit=holdlock --collect python3 -c \"import fcntl,time; f=open('/var/lib/dpkg/lock-frontend','w'); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(12)\" && sleep 1",
+    );
+    f.write("short.yml", "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, lock_timeout: 2}\n");
+    let r = f.run(&["apply", "hosts.yml", "-p", "short.yml"]);
+    assert_eq!(r.code, 2, "held past the bound: the host fails:\n{}", r.all());
+    assert!(r.stdout.contains("python3"), "the message names the holder:\n{}", r.stdout);
+    f.write("long.yml", "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, lock_timeout: 120}\n");
+    let r = f.run(&["apply", "hosts.yml", "-p", "long.yml", "-vv"]);
+    assert_eq!(r.code, 0, "waits, then installs:\n{}", r.all());
+    assert!(r.stdout.contains("held by process") || r.stdout.contains("Waiting for cache lock"), "{}", r.stdout);
+    assert!(h.read("dpkg-query -W -f '${Status}' tree").contains("install ok installed"));
+}
