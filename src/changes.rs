@@ -148,6 +148,28 @@ pub enum Change {
     Unit { unit: String, action: UnitAction },
     /// A command the user wrote: `shell` runs it through `sh -c`.
     Run { cmd: String, shell: bool, chdir: Option<String> },
+    /// Done by the controller, not on the host (e.g. a runner created in
+    /// GitLab); reported, nothing to run.
+    Controller { what: String },
+}
+
+/// Files larger than this are not sent inside the apply script but
+/// uploaded beforehand on a channel of their own (see [`staged_path`]).
+pub const STAGE_THRESHOLD: usize = 256 * 1024;
+
+/// Where a large file's content is uploaded before the apply script moves
+/// it into place: beside the target (so the rename is atomic), named by its
+/// hash. `None` for contents small enough to travel in the script.
+pub fn staged_path(path: &str, content: &[u8]) -> Option<String> {
+    if content.len() <= STAGE_THRESHOLD {
+        return None;
+    }
+    let dir = match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => ".",
+    };
+    Some(format!("{}/.bootstrap-staged-{}", dir.trim_end_matches('/'), &sha256_hex(content)[..16]))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -201,6 +223,7 @@ impl Change {
             Change::DaemonReload => "systemctl daemon-reload".into(),
             Change::Unit { unit, action } => format!("{} {unit}", action.verb()),
             Change::Run { cmd, .. } => format!("run `{}`", first_line(cmd)),
+            Change::Controller { what } => what.clone(),
         }
     }
 
@@ -232,14 +255,23 @@ impl Change {
             Change::WriteFile { path, content, attrs, old } => {
                 let p = quote(path);
                 let _ = writeln!(s, "__p={p}; __d=$(dirname -- \"$__p\")");
-                s.push_str("__t=$(mktemp -- \"$__d/.bootstrap.XXXXXX\")\ntrap 'rm -f -- \"$__t\"' EXIT\n");
-                let _ = writeln!(s, "base64 -d > \"$__t\" <<'{eof}'");
-                let b64 = base64::engine::general_purpose::STANDARD.encode(content.as_slice());
-                for chunk in b64.as_bytes().chunks(76) {
-                    s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-                    s.push('\n');
+                match staged_path(path, content) {
+                    Some(staged) => {
+                        // Uploaded before the script ran; check it arrived whole.
+                        let _ = writeln!(s, "__t={}\ntrap 'rm -f -- \"$__t\"' EXIT", quote(&staged));
+                        let _ = writeln!(s, "echo '{}  '\"$__t\" | sha256sum -c --status || {{ echo \"upload of $__p is incomplete\"; exit 1; }}", sha256_hex(content));
+                    }
+                    None => {
+                        s.push_str("__t=$(mktemp -- \"$__d/.bootstrap.XXXXXX\")\ntrap 'rm -f -- \"$__t\"' EXIT\n");
+                        let _ = writeln!(s, "base64 -d > \"$__t\" <<'{eof}'");
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(content.as_slice());
+                        for chunk in b64.as_bytes().chunks(76) {
+                            s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+                            s.push('\n');
+                        }
+                        let _ = writeln!(s, "{eof}");
+                    }
                 }
-                let _ = writeln!(s, "{eof}");
                 // New attributes: the ones asked for, else the old file's,
                 // else 0644 root-owned (mktemp makes 0600).
                 let mut full = attrs.clone();
@@ -339,6 +371,7 @@ impl Change {
                     let _ = writeln!(s, "{}", join(&words));
                 }
             }
+            Change::Controller { .. } => s.push_str(":\n"),
         }
         s
     }
@@ -464,7 +497,7 @@ impl Change {
                 facts.groups.insert(name.clone(), None);
             }
             Change::DaemonReload => facts.units_changed = false,
-            Change::Run { .. } => {}
+            Change::Run { .. } | Change::Controller { .. } => {}
             Change::Unit { unit, action } => {
                 let svc = facts.services.entry(unit.clone()).or_insert(Service {
                     load: "loaded".into(),

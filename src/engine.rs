@@ -18,11 +18,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::changes::Change;
+use std::collections::HashMap;
+
+use crate::changes::{staged_path, Change};
+use crate::modules::gitlab_runner::{read_existing, SYSTEM_ID_PATH};
+use crate::registration::{self, Secrets};
 use crate::error::{exit, InputError, InputErrors};
 use crate::facts::FactRequest;
 use crate::inventory::Inventory;
-use crate::plan::{plan_host, HostPlan, TaskPlan};
+use crate::plan::{plan_host, HostPlan, PlanEnv, TaskPlan};
 use crate::playbook::{HostProgram, Playbook};
 use crate::probe;
 use crate::report::{unified_diff, Counts, Event, HostStatus, Redactor, Reporter, TaskStatus};
@@ -69,18 +73,19 @@ pub struct Prepared {
     pub mode: Mode,
     pub diff: bool,
     pub forks: usize,
+    /// Files downloaded by the controller (`key_url`), by URL.
+    pub downloads: Arc<HashMap<String, Vec<u8>>>,
+    pub secrets: Secrets,
+    /// Notices of the plays that run, printed after the recap.
+    pub notices: Vec<String>,
 }
 
-/// Load and check everything; contact nobody.
-pub fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
+/// Load and check everything; contact no host.
+pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     let inv = Inventory::load(&opts.inventory)?;
     let playbook = match &opts.playbook {
         Some(p) => Some(Playbook::load(p)?),
-        None if matches!(opts.mode, Mode::Apply | Mode::Check) => {
-            return Err(InputError::new("no playbook given")
-                .hint("name one with --playbook FILE (see playbooks/ for examples)")
-                .into())
-        }
+        None if matches!(opts.mode, Mode::Apply | Mode::Check) => Some(Playbook::builtin()?),
         None => None,
     };
     let base_dir = playbook.as_ref().map(|p| p.base_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
@@ -103,7 +108,7 @@ pub fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         return Err(InputError::new("no host matches the inventory, the plays' `hosts:` and --limit together").into());
     }
     let ssh_config = load_ssh_config(opts.ssh_config.as_deref())?;
-    let mut redactor = Redactor::default();
+    let redactor = Redactor::default();
     let mut errors = Vec::new();
     let mut hosts = Vec::new();
     let mut key_files: BTreeSet<PathBuf> = BTreeSet::new();
@@ -172,10 +177,57 @@ pub fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
             Err(e) => errors.push(InputError::new(e)),
         }
     }
+    // Secrets come from the environment only, and must be there before any
+    // host is touched.
+    let secrets = Secrets::from_env();
+    let mut modes: BTreeSet<&'static str> = BTreeSet::new();
+    for h in &hosts {
+        for r in h.program.iter().flat_map(|p| p.registrations.iter()) {
+            modes.insert(r.registration.env_var());
+            if secrets.get(r.registration).is_none() {
+                let what = match r.registration {
+                    crate::modules::gitlab_runner::Registration::Api => "a GitLab token with the create_runner scope (runner_registration: api)",
+                    crate::modules::gitlab_runner::Registration::Token => "an existing runner token, glrt-... (runner_registration: token)",
+                    crate::modules::gitlab_runner::Registration::Legacy => "a runner registration token (runner_registration: legacy)",
+                };
+                let e = InputError::new(format!("environment variable {} is not set: it must hold {what}", r.registration.env_var()))
+                    .hint(format!("export {}=... before running; secrets are read from the environment only", r.registration.env_var()));
+                if !errors.iter().any(|x: &InputError| x.message == e.message) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    for s in [&secrets.api, &secrets.runner, &secrets.legacy].into_iter().flatten() {
+        redactor.add(s);
+    }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
+    // Files the plan needs from elsewhere (apt keys), fetched once.
+    let mut downloads = HashMap::new();
+    let urls: BTreeSet<String> = hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.downloads.iter().cloned())).collect();
+    for url in urls {
+        match fetch(&url).await {
+            Ok(bytes) => {
+                downloads.insert(url, bytes);
+            }
+            Err(e) => errors.push(InputError::new(format!("cannot download {url}: {e}")).field("key_url")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(InputErrors(errors));
+    }
+    let mut notices: Vec<String> = Vec::new();
+    for n in hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.notices.iter())) {
+        if !notices.contains(n) {
+            notices.push(n.clone());
+        }
+    }
     Ok(Prepared {
+        downloads: Arc::new(downloads),
+        secrets,
+        notices,
         hosts,
         templates,
         base_dir,
@@ -191,6 +243,29 @@ pub fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         diff: opts.diff,
         forks: opts.forks.max(1),
     })
+}
+
+/// Download a small file (an apt key) on the controller.
+async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client.get(url).send().await.map_err(|e| {
+        let mut cur: &dyn std::error::Error = &e;
+        while let Some(n) = cur.source() {
+            cur = n;
+        }
+        cur.to_string()
+    })?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.len() > 1024 * 1024 {
+        return Err("larger than 1 MiB; not a key".into());
+    }
+    Ok(bytes.to_vec())
 }
 
 fn load_ssh_config(path: Option<&Path>) -> Result<Option<Arc<ssh2_config::SshConfig>>, InputError> {
@@ -256,7 +331,11 @@ pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter)
         ssh: prepared.ssh.clone(),
         mode: prepared.mode,
         diff: prepared.diff,
+        downloads: prepared.downloads.clone(),
+        secrets: prepared.secrets.clone(),
+        redactor: prepared.redactor.clone(),
     });
+    let notices = prepared.notices.clone();
     let sem = Arc::new(Semaphore::new(prepared.forks));
     let mut set = tokio::task::JoinSet::new();
     let names: Vec<String> = prepared.hosts.iter().map(|h| h.name.clone()).collect();
@@ -310,6 +389,11 @@ pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter)
         }
     }
     reporter.event(&Event::Recap { hosts: counts.clone() });
+    if counts.values().any(|c| c.ok > 0) {
+        for n in &notices {
+            reporter.note(&format!("note: {n}"));
+        }
+    }
     reporter.finish();
     Summary { counts, interrupted }
 }
@@ -320,6 +404,9 @@ struct Shared {
     ssh: SshOptions,
     mode: Mode,
     diff: bool,
+    downloads: Arc<HashMap<String, Vec<u8>>>,
+    secrets: Secrets,
+    redactor: Redactor,
 }
 
 fn nonce() -> String {
@@ -436,12 +523,61 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         return counts;
     }
 
-    // The plan: local and pure.
-    let plan = plan_host(program, &facts, &sh.templates, &sh.base_dir);
     let check = sh.mode == Mode::Check;
+    // The runner's registration: controller <-> GitLab, before planning.
+    let mut extra = serde_json::Map::new();
+    let mut pending = Vec::new();
+    for reg in &program.registrations {
+        let content = |p: &str| facts.path(p).and_then(|s| s.content.clone()).map(|c| String::from_utf8_lossy(&c).into_owned());
+        let existing = content(&reg.config).map(|t| read_existing(&t, &reg.url)).unwrap_or_default();
+        let system_id = content(SYSTEM_ID_PATH).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        match registration::settle(reg, &existing, system_id.as_deref(), &host, check, &sh.secrets, &sh.redactor).await {
+            Ok(o) => {
+                extra.extend(o.vars);
+                pending.extend(o.pending);
+            }
+            Err(e) => {
+                counts.failed = 1;
+                send(end(HostStatus::Failed, session.round_trips(), Some(format!("runner registration: {e}; nothing was changed"))));
+                session.close().await;
+                return counts;
+            }
+        }
+    }
+    // The plan: local and pure.
+    let env = PlanEnv { templates: &sh.templates, base_dir: &sh.base_dir, downloads: &sh.downloads };
+    let plan = plan_host(program, &facts, &extra, &env);
     let mut emitter = Emitter { host: &host, plan: &plan, tx, check, diff: sh.diff, next: 0, counts: Counts::default(), failed: false };
     let mut lost: Option<String> = None;
     if plan.has_changes() && !check {
+        // Large files travel on channels of their own, before the script.
+        let staged: Vec<(String, Arc<Vec<u8>>)> = plan
+            .changes()
+            .flat_map(|(_, _, cs)| cs.iter())
+            .filter_map(|c| match c {
+                Change::WriteFile { path, content, .. } => staged_path(path, content).map(|s| (s, content.clone())),
+                _ => None,
+            })
+            .collect();
+        for (path, content) in staged {
+            let cmd = format!("umask 077; cat > {}", crate::shell::quote(&path));
+            match session.run_as(&cmd, content.to_vec(), &job.r#become, |_| {}).await {
+                Ok(o) if o.status == Some(0) => {}
+                Ok(o) => {
+                    emitter.fail_current(None, format!("uploading {path} failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+                    break;
+                }
+                Err(e) => {
+                    if e.is_unreachable() {
+                        lost = Some(e.to_string());
+                    }
+                    emitter.fail_current(None, format!("uploading {path} failed: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    if plan.has_changes() && !check && !emitter.failed {
         let n = nonce();
         let script = plan.script(&n);
         let mut streamer = Streamer::new(&n, &mut emitter);
@@ -473,6 +609,12 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     }
     let host_failed = emitter.failed;
     counts = emitter.counts;
+    if !host_failed && !check {
+        // The host holds the runner's token now.
+        for p in &pending {
+            registration::forget(p);
+        }
+    }
     let rt = session.round_trips();
     session.close().await;
     let status = if lost.is_some() {

@@ -165,6 +165,16 @@ impl Facts {
             "memtotal_mb": os.memtotal_mb,
             "hostname": os.hostname,
         });
+        let mut facts = facts;
+        // Installed packages among those the playbook names, in the shape
+        // of Ansible's package_facts: name -> [{name, version}].
+        let packages: serde_json::Map<String, Json> = self
+            .packages
+            .iter()
+            .filter(|(_, p)| p.installed)
+            .map(|(n, p)| (n.clone(), json!([{ "name": n, "version": p.version }])))
+            .collect();
+        facts["packages"] = Json::Object(packages);
         let mut out = serde_json::Map::new();
         if let Json::Object(m) = &facts {
             for (k, v) in m {

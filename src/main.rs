@@ -11,12 +11,14 @@ mod cli;
 mod engine;
 mod error;
 mod facts;
+mod gitlab;
 mod inventory;
 mod known_hosts;
 mod modules;
 mod plan;
 mod playbook;
 mod probe;
+mod registration;
 mod report;
 mod shell;
 mod ssh;
@@ -54,7 +56,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, "facts"),
     };
     let opts = options(mode, &common, playbook, diff);
-    let prepared = match engine::prepare(&opts) {
+    let prepared = match engine::prepare(&opts).await {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");

@@ -10,8 +10,11 @@
 //! apply step sends; each task's part is framed by markers so progress and
 //! failures are reported per task.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
+
+use serde_json::{Map, Value as Json};
 
 use crate::changes::{prelude, Change};
 use crate::facts::Facts;
@@ -42,19 +45,36 @@ pub struct HostPlan {
     pub tasks: Vec<PlannedTask>,
 }
 
-/// Plan `program` against `facts`.
-pub fn plan_host(program: &HostProgram, facts: &Facts, templates: &Templates, base_dir: &Path) -> HostPlan {
-    let fact_vars = facts.template_vars();
+/// What planning needs besides a program and facts: all local, no I/O.
+pub struct PlanEnv<'a> {
+    pub templates: &'a Templates,
+    /// The playbook's folder (`files/`, `templates/`).
+    pub base_dir: &'a Path,
+    /// Files the controller downloaded before connecting, by URL.
+    pub downloads: &'a HashMap<String, Vec<u8>>,
+}
+
+/// Plan `program` against `facts`. `extra` are variables the engine found
+/// out on the controller (runner registration), beside the facts.
+pub fn plan_host(program: &HostProgram, facts: &Facts, extra: &Map<String, Json>, env: &PlanEnv) -> HostPlan {
+    let templates = env.templates;
+    let mut fact_vars = facts.template_vars();
+    for (k, v) in extra {
+        fact_vars.insert(k.clone(), v.clone());
+    }
     let mut sim = facts.clone();
     let mut plan = HostPlan::default();
     let mut notified: Vec<String> = Vec::new();
     let one = |t: &HostTask, sim: &mut Facts| -> TaskPlan {
+        if t.skip {
+            return TaskPlan::Skipped;
+        }
         match t.applies(templates, &fact_vars) {
             Ok(false) => return TaskPlan::Skipped,
             Ok(true) => {}
             Err(e) => return TaskPlan::Failed(e),
         }
-        let action = match t.action(templates, &fact_vars, base_dir) {
+        let action = match t.action(env, &fact_vars) {
             Ok(a) => a,
             Err(e) => return TaskPlan::Failed(e),
         };
@@ -139,6 +159,11 @@ mod tests {
     use crate::playbook::Playbook;
     use std::path::Path;
 
+    fn env(t: &Templates) -> PlanEnv<'_> {
+        static NONE: std::sync::OnceLock<HashMap<String, Vec<u8>>> = std::sync::OnceLock::new();
+        PlanEnv { templates: t, base_dir: Path::new("."), downloads: NONE.get_or_init(HashMap::new) }
+    }
+
     fn program(pb_src: &str) -> (HostProgram, Templates) {
         let inv = Inventory::parse(Path::new("h.yml"), "all:\n  hosts:\n    h1:\n").unwrap();
         let pb = Playbook::parse(Path::new("site.yml"), pb_src).unwrap();
@@ -152,7 +177,7 @@ mod tests {
         let (p, t) = program(
             "- hosts: all\n  tasks:\n    - name: conf\n      copy: {dest: /etc/app.conf, content: \"a={{ inventory_hostname }}\\n\"}\n      notify: restart app\n    - name: again\n      copy: {dest: /etc/app.conf, content: \"a={{ inventory_hostname }}\\n\"}\n  handlers:\n    - name: restart app\n      service: {name: app, state: restarted}\n",
         );
-        let plan = plan_host(&p, &Facts::default(), &t, Path::new("."));
+        let plan = plan_host(&p, &Facts::default(), &Map::new(), &env(&t));
         assert!(matches!(plan.tasks[0].plan, TaskPlan::Changes(_)));
         assert_eq!(plan.tasks[1].plan, TaskPlan::Ok, "the second copy sees the first one's write");
         assert!(plan.tasks[2].handler);
@@ -165,15 +190,15 @@ mod tests {
         let (p, t) = program("- hosts: all\n  tasks:\n    - command: echo hi\n      when: ansible_distribution == 'Ubuntu'\n");
         let mut f = Facts::default();
         f.os.id = "debian".into();
-        assert_eq!(plan_host(&p, &f, &t, Path::new(".")).tasks[0].plan, TaskPlan::Skipped);
+        assert_eq!(plan_host(&p, &f, &Map::new(), &env(&t)).tasks[0].plan, TaskPlan::Skipped);
         f.os.id = "ubuntu".into();
-        assert!(matches!(plan_host(&p, &f, &t, Path::new(".")).tasks[0].plan, TaskPlan::Changes(_)));
+        assert!(matches!(plan_host(&p, &f, &Map::new(), &env(&t)).tasks[0].plan, TaskPlan::Changes(_)));
     }
 
     #[test]
     fn failing_task_stops_the_host() {
         let (p, t) = program("- hosts: all\n  tasks:\n    - file: {path: /missing, state: file}\n    - command: echo after\n");
-        let plan = plan_host(&p, &Facts::default(), &t, Path::new("."));
+        let plan = plan_host(&p, &Facts::default(), &Map::new(), &env(&t));
         assert_eq!(plan.tasks.len(), 1);
         assert!(matches!(plan.tasks[0].plan, TaskPlan::Failed(_)));
     }

@@ -24,6 +24,10 @@ use crate::yamlpos::PosIndex;
 
 type Y = serde_yaml_ng::Value;
 
+/// The runner playbook, built in: what `bootstrap apply` runs without
+/// `--playbook`.
+pub const BUILTIN_PLAYBOOK: (&str, &str) = ("gitlab-runner.yml", include_str!("../playbooks/gitlab-runner.yml"));
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlay {
@@ -32,6 +36,10 @@ struct RawPlay {
     #[serde(rename = "become")]
     become_: Option<Y>,
     vars: Option<Map<String, Json>>,
+    /// Like a role's defaults/main.yml: below inventory variables.
+    defaults: Option<Map<String, Json>>,
+    /// Printed once at the end of a run that applied this play.
+    notice: Option<String>,
     gather_facts: Option<Y>,
     #[serde(default)]
     tasks: Vec<RawTask>,
@@ -60,11 +68,14 @@ struct RawTask {
     systemd: Option<Json>,
     command: Option<Json>,
     shell: Option<Json>,
+    #[serde(rename = "assert")]
+    assert_: Option<Json>,
+    gitlab_runner: Option<Json>,
 }
 
 impl RawTask {
     fn modules(&self) -> Vec<(&'static str, &Json)> {
-        let all: [(&'static str, &Option<Json>); 12] = [
+        let all: [(&'static str, &Option<Json>); 14] = [
             ("apt", &self.apt),
             ("apt_repository", &self.apt_repository),
             ("copy", &self.copy),
@@ -77,6 +88,8 @@ impl RawTask {
             ("systemd", &self.systemd),
             ("command", &self.command),
             ("shell", &self.shell),
+            ("assert", &self.assert_),
+            ("gitlab_runner", &self.gitlab_runner),
         ];
         all.into_iter().filter_map(|(n, v)| v.as_ref().map(|v| (n, v))).collect()
     }
@@ -102,6 +115,8 @@ pub struct Play {
     pub hosts: String,
     pub r#become: Option<bool>,
     pub vars: Vars,
+    pub defaults: Vars,
+    pub notice: Option<String>,
     pub tasks: Vec<Task>,
     pub handlers: Vec<Task>,
     pub path: String,
@@ -136,6 +151,12 @@ fn strings(v: &Y) -> Option<Vec<String>> {
 #[derive(Debug, Clone)]
 pub struct HostProgram {
     pub r#become: bool,
+    /// URLs the controller must download before planning (`key_url`).
+    pub downloads: BTreeSet<String>,
+    /// Runner registrations to settle with GitLab before planning.
+    pub registrations: Vec<crate::modules::gitlab_runner::Settings>,
+    /// Notices of the plays this host is in.
+    pub notices: Vec<String>,
     pub tasks: Vec<HostTask>,
     pub handlers: Vec<HostTask>,
     /// Facts the probe must read.
@@ -156,9 +177,20 @@ pub struct HostTask {
     pub vars: Vars,
     /// Where the task is written, for messages (`site.yml:12:7`).
     pub location: String,
+    /// Its `when` is false on variables alone: skipped on this host.
+    pub skip: bool,
 }
 
 impl Playbook {
+    /// The built-in runner playbook; local files it names are looked up
+    /// from the current folder.
+    pub fn builtin() -> Result<Playbook, InputErrors> {
+        let (name, source) = BUILTIN_PLAYBOOK;
+        let mut pb = Playbook::parse(Path::new(&format!("(built-in) playbooks/{name}")), source)?;
+        pb.base_dir = PathBuf::from(".");
+        Ok(pb)
+    }
+
     pub fn load(file: &Path) -> Result<Playbook, InputErrors> {
         let source = std::fs::read_to_string(file)
             .map_err(|e| InputError::new(format!("cannot read playbook: {e}")).in_file(file))?;
@@ -243,6 +275,8 @@ impl Playbook {
             hosts: rp.hosts.unwrap_or_else(|| "all".into()),
             r#become: become_,
             vars: rp.vars.unwrap_or_default(),
+            defaults: rp.defaults.unwrap_or_default(),
+            notice: rp.notice,
             tasks,
             handlers,
             path,
@@ -367,9 +401,13 @@ impl Playbook {
     ) -> Result<HostProgram, InputErrors> {
         let h = &inv.hosts[host];
         let inv_vars = inv.host_vars(h, templates)?;
-        let placeholder = Facts::placeholder(host).template_vars();
+        let mut placeholder = Facts::placeholder(host).template_vars();
+        placeholder.extend(crate::modules::gitlab_runner::placeholder_vars());
         let mut program = HostProgram {
             r#become: conn_become.unwrap_or(false),
+            notices: Vec::new(),
+            downloads: BTreeSet::new(),
+            registrations: Vec::new(),
             tasks: Vec::new(),
             handlers: Vec::new(),
             probes: BTreeSet::new(),
@@ -379,13 +417,22 @@ impl Playbook {
             if !play_hosts[pi].iter().any(|x| x == host) {
                 continue;
             }
+            if let Some(n) = &play.notice {
+                if !program.notices.contains(n) {
+                    program.notices.push(n.clone());
+                }
+            }
             if let Some(b) = play.r#become {
                 if conn_become.is_none() {
                     program.r#become |= b;
                 }
             }
-            // Play vars over inventory vars, as in Ansible.
-            let mut vars = inv_vars.clone();
+            // Play defaults under inventory vars, play vars over them, as
+            // Ansible ranks role defaults and play vars.
+            let mut vars = play.defaults.clone();
+            for (k, v) in &inv_vars {
+                vars.insert(k.clone(), v.clone());
+            }
             for (k, v) in &play.vars {
                 vars.insert(k.clone(), v.clone());
             }
@@ -398,7 +445,7 @@ impl Playbook {
             };
             for (list, is_handler) in [(&play.tasks, false), (&play.handlers, true)] {
                 for t in list {
-                    match self.compile_task(t, &vars, &placeholder, templates, diff, &mut program.probes) {
+                    match self.compile_task(t, &vars, &placeholder, templates, diff, &mut program) {
                         Ok(ht) => {
                             if is_handler {
                                 program.handlers.push(ht)
@@ -425,7 +472,7 @@ impl Playbook {
         placeholder: &Map<String, Json>,
         templates: &Templates,
         diff: bool,
-        probes: &mut BTreeSet<FactRequest>,
+        program: &mut HostProgram,
     ) -> Result<HostTask, InputError> {
         let spec = modules::spec(t.module).expect("checked at load");
         let mut vars = play_vars.clone();
@@ -435,6 +482,23 @@ impl Playbook {
         let vars = resolve_vars(vars, templates)
             .map_err(|(k, msg)| self.err(&format!("{}.vars.{k}", t.path), msg).field(format!("vars.{k}")))?;
         let early_ctx = Json::Object(vars.clone());
+        let location = self.location(&t.path);
+        // A `when` that is false on variables alone (no facts needed): the
+        // task does not apply to this host, and its arguments are not needed
+        // (e.g. the Docker repository URL when docker_install is distro).
+        if t.when.iter().any(|w| matches!(templates.eval_bool(w, &early_ctx), Ok(false))) {
+            return Ok(HostTask {
+                name: t.name.clone(),
+                module: t.module,
+                when: t.when.clone(),
+                notify: t.notify.clone(),
+                listen: t.listen.clone(),
+                args: Map::new(),
+                vars,
+                location,
+                skip: true,
+            });
+        }
         let mut with_facts = vars.clone();
         for (k, v) in placeholder {
             with_facts.entry(k.clone()).or_insert_with(|| v.clone());
@@ -470,7 +534,8 @@ impl Playbook {
                 .eval_bool(w, &late_ctx)
                 .map_err(|e| self.err(&format!("{}.when", t.path), format!("`{w}`: {e}")).field("when"))?;
         }
-        let ctx = ParseCtx { templates, vars: &late_ctx, base_dir: &self.base_dir };
+        let no_downloads = std::collections::HashMap::new();
+        let ctx = ParseCtx { trial: true, downloads: &no_downloads, templates, vars: &late_ctx, base_dir: &self.base_dir };
         let action = Action::parse(t.module, &trial, &ctx).map_err(|e| {
             let p = match &e.field {
                 Some(f) => format!("{mpath}.{f}"),
@@ -483,7 +548,13 @@ impl Playbook {
             });
             err
         })?;
-        action.probes(diff, probes);
+        action.probes(diff, &mut program.probes);
+        if let Some(Json::String(u)) = early.get("key_url") {
+            program.downloads.insert(u.clone());
+        }
+        if let Action::GitlabRunner(g) = &action {
+            program.registrations.push(g.settings.clone());
+        }
         Ok(HostTask {
             name: t.name.clone(),
             module: t.module,
@@ -492,14 +563,16 @@ impl Playbook {
             listen: t.listen.clone(),
             args: early,
             vars,
-            location: self.location(&t.path),
+            location,
+            skip: false,
         })
     }
 }
 
 impl HostTask {
     /// Render the late fields with the real facts and type the arguments.
-    pub fn action(&self, templates: &Templates, facts: &Map<String, Json>, base_dir: &Path) -> Result<Action, String> {
+    pub fn action(&self, env: &crate::plan::PlanEnv, facts: &Map<String, Json>) -> Result<Action, String> {
+        let templates = env.templates;
         let ctx = self.context(facts);
         let spec = modules::spec(self.module).expect("checked at load");
         let mut args = Map::new();
@@ -510,7 +583,7 @@ impl HostTask {
                 args.insert(k.clone(), v.clone());
             }
         }
-        let pctx = ParseCtx { templates, vars: &ctx, base_dir };
+        let pctx = ParseCtx { trial: false, downloads: env.downloads, templates, vars: &ctx, base_dir: env.base_dir };
         Action::parse(self.module, &args, &pctx).map_err(|e| match e.field {
             Some(f) => format!("`{f}`: {}", e.message),
             None => e.message,

@@ -79,31 +79,35 @@ pub enum Event {
     Recap { hosts: BTreeMap<String, Counts> },
 }
 
-/// Replaces every secret value with `********`.
+/// Replaces every secret value with `********`. Clones share one set, so
+/// a secret found during the run (a token read from a host, a runner
+/// token GitLab just created) is masked everywhere from then on.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    secrets: std::sync::Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl Redactor {
-    pub fn add(&mut self, secret: &str) {
+    pub fn add(&self, secret: &str) {
         // Very short values would mask ordinary text; they are still never
         // printed by us on purpose.
-        if secret.len() >= 4 && !self.secrets.iter().any(|s| s == secret) {
-            self.secrets.push(secret.to_string());
+        let Ok(mut secrets) = self.secrets.write() else { return };
+        if secret.len() >= 4 && !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_string());
             // Also its JSON-escaped form, for the JSON stream.
             let esc = serde_json::to_string(secret).unwrap_or_default();
             let esc = esc.trim_matches('"').to_string();
             if esc != secret {
-                self.secrets.push(esc);
+                secrets.push(esc);
             }
-            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
     }
 
     pub fn mask(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.secrets {
+        let Ok(secrets) = self.secrets.read() else { return "(output withheld)".into() };
+        for s in secrets.iter() {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), "********");
             }
@@ -339,7 +343,7 @@ mod tests {
 
     #[test]
     fn redacts_plain_and_json_escaped() {
-        let mut r = Redactor::default();
+        let r = Redactor::default();
         r.add("pa\"ss-word");
         r.add("abc");
         assert_eq!(r.mask("x pa\"ss-word y"), "x ******** y");

@@ -367,16 +367,28 @@ impl Session {
         become_: &Become,
         on_stdout: impl FnMut(&[u8]) + Send,
     ) -> Result<Output, SshError> {
+        self.run_as("exec sh -s", script.as_bytes().to_vec(), become_, on_stdout).await
+    }
+
+    /// Run the shell command `inner` as the become user with `data` on its
+    /// stdin. This is the one place that knows how to use sudo.
+    pub async fn run_as(
+        &self,
+        inner: &str,
+        data: Vec<u8>,
+        become_: &Become,
+        on_stdout: impl FnMut(&[u8]) + Send,
+    ) -> Result<Output, SshError> {
+        use crate::shell::quote;
         let (command, mut stdin) = match become_ {
-            Become::No => ("sh -s".to_string(), Vec::new()),
-            Become::Sudo { user, password: None } => {
-                (format!("sudo -n -H -u {} -- sh -s", crate::shell::quote(user)), Vec::new())
-            }
+            Become::No => (format!("sh -c {}", quote(inner)), Vec::new()),
+            Become::Sudo { user, password: None } => (format!("sudo -n -H -u {} -- sh -c {}", quote(user), quote(inner)), Vec::new()),
             Become::Sudo { user, password: Some(pw) } => {
-                let cmd = format!(
-                    "sudo -k -S -p '' -H -u {} -- sh -c 'IFS= read -r l; [ \"$l\" = \"{SENTINEL}\" ] || IFS= read -r l; exec sh -s'",
-                    crate::shell::quote(user)
-                );
+                // The password is the first line of stdin; the sentinel line
+                // after it lets the shell start at the same place whether
+                // sudo read the password or not (NOPASSWD rules).
+                let reader = format!("IFS= read -r l; [ \"$l\" = \"{SENTINEL}\" ] || IFS= read -r l; {inner}");
+                let cmd = format!("sudo -k -S -p '' -H -u {} -- sh -c {}", quote(user), quote(&reader));
                 let mut s = pw.as_bytes().to_vec();
                 s.push(b'\n');
                 s.extend_from_slice(SENTINEL.as_bytes());
@@ -384,7 +396,7 @@ impl Session {
                 (cmd, s)
             }
         };
-        stdin.extend_from_slice(script.as_bytes());
+        stdin.extend_from_slice(&data);
         let out = self.exec(&command, stdin, on_stdout).await?;
         if let Become::Sudo { user, .. } = become_ {
             if out.status == Some(1) && out.stdout.is_empty() {

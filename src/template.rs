@@ -16,7 +16,11 @@ use serde_json::Value as Json;
 
 /// Templates built into the binary, used when the playbook's folder has no
 /// file of that name.
-pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[];
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    ("config.toml.j2", include_str!("../templates/config.toml.j2")),
+    ("daemon.json.j2", include_str!("../templates/daemon.json.j2")),
+    ("gitlab-runner.service.j2", include_str!("../templates/gitlab-runner.service.j2")),
+];
 
 /// The template environment of a run.
 pub struct Templates {
@@ -54,6 +58,8 @@ impl Templates {
         env.add_function("lookup", lookup);
         env.add_filter("bool", to_bool);
         env.add_filter("mandatory", mandatory);
+        env.add_filter("pin", pin);
+        env.add_filter("quote", |s: String| crate::shell::quote(&s));
         Templates { env }
     }
 
@@ -67,7 +73,7 @@ impl Templates {
         if !Templates::is_template(src) {
             return Ok(src.to_string());
         }
-        self.env.render_str(src, Serde(ctx)).map_err(describe)
+        self.env.render_str(src, Serde(ctx)).map_err(describe_inline)
     }
 
     /// Render the template file `name`.
@@ -84,14 +90,14 @@ impl Templates {
 
     /// Check that a `when` expression parses.
     pub fn check_expr(&self, expr: &str) -> Result<(), String> {
-        self.env.compile_expression(expr).map(|_| ()).map_err(describe)
+        self.env.compile_expression(expr).map(|_| ()).map_err(describe_inline)
     }
 
     /// Evaluate a `when` expression to a boolean (Ansible's truthiness,
     /// plus `yes`/`no` strings).
     pub fn eval_bool(&self, expr: &str, ctx: &Json) -> Result<bool, String> {
-        let e = self.env.compile_expression(expr).map_err(describe)?;
-        let v = e.eval(Serde(ctx)).map_err(describe)?;
+        let e = self.env.compile_expression(expr).map_err(describe_inline)?;
+        let v = e.eval(Serde(ctx)).map_err(describe_inline)?;
         if let Some(s) = v.as_str() {
             if let Some(b) = parse_bool(s) {
                 return Ok(b);
@@ -109,8 +115,8 @@ impl Templates {
                     return Ok(v.clone());
                 }
                 if let Some(expr) = single_expression(s) {
-                    let e = self.env.compile_expression(expr).map_err(describe)?;
-                    let out = e.eval(Serde(ctx)).map_err(describe)?;
+                    let e = self.env.compile_expression(expr).map_err(describe_inline)?;
+                    let out = e.eval(Serde(ctx)).map_err(describe_inline)?;
                     if out.is_undefined() {
                         return Err(format!("`{}` is undefined", expr.trim()));
                     }
@@ -143,6 +149,16 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner)
 }
 
+/// For inline templates (task arguments, `when`): no line number.
+fn describe_inline(e: Error) -> String {
+    let mut msg = describe(e);
+    if let Some(i) = msg.find(" (template line ") {
+        let end = msg[i..].find(')').map(|j| i + j + 1).unwrap_or(msg.len());
+        msg.replace_range(i..end, "");
+    }
+    msg
+}
+
 /// One line, without minijinja's debug dump of the whole context (which
 /// could hold secrets).
 fn describe(e: Error) -> String {
@@ -155,6 +171,8 @@ fn describe(e: Error) -> String {
                 format!("undefined variable: {detail}")
             }
         }
+        // Our own filters' messages (mandatory, lookup) say it all.
+        ErrorKind::InvalidOperation => e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()),
         _ => e.detail().map(|d| format!("{}: {d}", e.kind())).unwrap_or_else(|| e.kind().to_string()),
     };
     if let Some(line) = e.line() {
@@ -198,11 +216,19 @@ fn to_bool(v: Value) -> bool {
     }
 }
 
-fn mandatory(v: Value) -> Result<Value, Error> {
-    if v.is_undefined() || v.is_none() {
-        Err(Error::new(ErrorKind::UndefinedError, "mandatory variable is not defined"))
+fn mandatory(v: Value, msg: Option<String>) -> Result<Value, Error> {
+    if v.is_undefined() || v.is_none() || v.as_str() == Some("") {
+        Err(Error::new(ErrorKind::InvalidOperation, msg.unwrap_or_else(|| "a mandatory variable is not set".into())))
     } else {
         Ok(v)
+    }
+}
+
+/// `name | pin(version)`: `name=version`, or `name` when version is empty.
+fn pin(name: String, version: Option<String>) -> String {
+    match version.filter(|v| !v.trim().is_empty()) {
+        Some(v) => format!("{name}={}", v.trim()),
+        None => name,
     }
 }
 
@@ -234,6 +260,18 @@ mod tests {
         assert!(!t.eval_bool("flag", &json!({"flag": "no"})).unwrap());
         assert!(t.eval_bool("os == 'Debian'", &json!({"os": "Debian"})).unwrap());
         assert!(t.check_expr("a ==").is_err());
+    }
+
+    #[test]
+    fn mandatory_says_what_to_set_and_pin_pins() {
+        let t = Templates::new(vec![]);
+        let err = t.render_str("{{ nope | mandatory('set nope to X') }}", &json!({})).unwrap_err();
+        assert!(err.contains("set nope to X"), "{err}");
+        let v = t.render_value(&json!("{{ ['a', 'b'] | map('pin', v) | list }}"), &json!({"v": "1.2"})).unwrap();
+        assert_eq!(v, json!(["a=1.2", "b=1.2"]));
+        let v = t.render_value(&json!("{{ ['a'] | map('pin', '') | list }}"), &json!({})).unwrap();
+        assert_eq!(v, json!(["a"]));
+        assert!(BUILTIN_TEMPLATES.iter().all(|(n, _)| t.env.get_template(n).is_ok()));
     }
 
     #[test]

@@ -40,7 +40,26 @@ impl AptRepository {
                 return Err(ArgError::field("uris", format!("`{u}` is not an http(s) or file URL")));
             }
         }
+        let key_url = a.opt_str("key_url")?;
+        if let Some(u) = &key_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(ArgError::field("key_url", format!("`{u}` is not an http(s) URL")));
+            }
+        }
+        let given = [a.get("key").is_some(), a.get("key_src").is_some(), key_url.is_some()].iter().filter(|b| **b).count();
+        if given > 1 {
+            return Err(ArgError::general("give one of `key`, `key_src` or `key_url`"));
+        }
         let key = match (a.opt_str("key")?, a.opt_str("key_src")?) {
+            _ if key_url.is_some() => {
+                let url = key_url.unwrap_or_default();
+                match ctx.downloads.get(&url) {
+                    Some(bytes) => Some(bytes.clone()),
+                    // Before connecting the key is not downloaded yet.
+                    None if ctx.trial => Some(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n".to_vec()),
+                    None => return Err(ArgError::field("key_url", format!("{url} was not downloaded"))),
+                }
+            }
             (Some(_), Some(_)) => return Err(ArgError::general("give either `key` or `key_src`, not both")),
             (Some(k), None) => Some(k.into_bytes()),
             (None, Some(src)) => {
@@ -159,7 +178,8 @@ mod tests {
 
     fn repo(v: serde_json::Value) -> AptRepository {
         let t = Templates::new(vec![]);
-        let ctx = ParseCtx { templates: &t, vars: &json!({}), base_dir: std::path::Path::new(".") };
+        let none = std::collections::HashMap::new();
+        let ctx = ParseCtx { trial: false, downloads: &none, templates: &t, vars: &json!({}), base_dir: std::path::Path::new(".") };
         AptRepository::parse(&Args(v.as_object().unwrap()), &ctx).unwrap()
     }
 

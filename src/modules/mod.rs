@@ -12,9 +12,11 @@
 
 pub mod apt;
 pub mod apt_repository;
+pub mod assert;
 pub mod command;
 pub mod copy;
 pub mod file;
+pub mod gitlab_runner;
 pub mod service;
 pub mod template;
 pub mod user;
@@ -42,7 +44,7 @@ const ATTRS: [&str; 3] = ["mode", "owner", "group"];
 /// Every module the playbook may use.
 pub const SPECS: &[Spec] = &[
     Spec { name: "apt", args: &["name", "pkg", "state", "update_cache", "cache_valid_time", "purge", "lock_timeout", "install_recommends"], late: &[], free_form: None },
-    Spec { name: "apt_repository", args: &["name", "uris", "suites", "components", "types", "architectures", "key", "key_src", "state"], late: &["uris", "suites", "components", "architectures", "key"], free_form: None },
+    Spec { name: "apt_repository", args: &["name", "uris", "suites", "components", "types", "architectures", "key", "key_src", "key_url", "state"], late: &["uris", "suites", "components", "architectures", "key"], free_form: None },
     Spec { name: "copy", args: &["dest", "content", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &["content"], free_form: None },
     Spec { name: "template", args: &["src", "dest", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None },
     Spec { name: "file", args: &["path", "dest", "state", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None },
@@ -53,6 +55,16 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "systemd", args: &["name", "state", "enabled", "daemon_reload"], late: &[], free_form: None },
     Spec { name: "command", args: &["cmd", "creates", "removes", "unless", "chdir"], late: &["cmd"], free_form: Some("cmd") },
     Spec { name: "shell", args: &["cmd", "creates", "removes", "unless", "chdir"], late: &["cmd"], free_form: Some("cmd") },
+    Spec { name: "assert", args: &["that", "fail_msg", "msg"], late: &["fail_msg", "msg"], free_form: None },
+    Spec {
+        name: "gitlab_runner",
+        args: &[
+            "url", "config", "template", "registration", "name", "tags", "runner_type", "group_id", "project_id",
+            "run_untagged", "locked", "access_level", "paused", "maximum_timeout",
+        ],
+        late: &[],
+        free_form: None,
+    },
 ];
 
 pub fn spec(name: &str) -> Option<&'static Spec> {
@@ -77,6 +89,10 @@ impl ArgError {
 
 /// What `parse` may need besides the arguments.
 pub struct ParseCtx<'a> {
+    /// Before connecting: facts are placeholders; check, don't conclude.
+    pub trial: bool,
+    /// Files the controller downloaded before connecting (`key_url`).
+    pub downloads: &'a std::collections::HashMap<String, Vec<u8>>,
     pub templates: &'a Templates,
     /// Variables (and facts, or placeholders for them) for templates.
     pub vars: &'a Json,
@@ -95,6 +111,8 @@ pub enum Action {
     Group(user::Group),
     Service(service::Service),
     Command(command::Command),
+    Assert(assert::Assert),
+    GitlabRunner(gitlab_runner::GitlabRunner),
 }
 
 impl Action {
@@ -112,6 +130,8 @@ impl Action {
             "service" | "systemd" => Action::Service(service::Service::parse(&a)?),
             "command" => Action::Command(command::Command::parse(&a, false)?),
             "shell" => Action::Command(command::Command::parse(&a, true)?),
+            "assert" => Action::Assert(assert::Assert::parse(&a, ctx)?),
+            "gitlab_runner" => Action::GitlabRunner(gitlab_runner::GitlabRunner::parse(&a, ctx)?),
             other => return Err(ArgError::general(format!("unknown module `{other}`"))),
         })
     }
@@ -127,6 +147,8 @@ impl Action {
             Action::Group(a) => a.probes(out),
             Action::Service(a) => a.probes(out),
             Action::Command(a) => a.probes(out),
+            Action::Assert(_) => {}
+            Action::GitlabRunner(a) => a.probes(out),
         }
     }
 
@@ -142,6 +164,8 @@ impl Action {
             Action::Group(a) => Ok(a.plan(facts)),
             Action::Service(a) => Ok(a.plan(facts)),
             Action::Command(a) => Ok(a.plan(facts)),
+            Action::Assert(a) => a.plan(),
+            Action::GitlabRunner(a) => a.plan(facts),
         }
     }
 }
