@@ -210,3 +210,123 @@ impl Drop for Fixture {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The address of the controller that every test host reaches (a /32 on
+/// `lo`, set up by `testhost controller-addr`).
+pub const CONTROLLER: &str = "10.251.255.254";
+
+/// A background process that the test owns; killed on drop.
+pub struct Service {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Service {
+    /// Start `cmd` and wait for it to print `url=...` on stdout.
+    pub fn start(mut cmd: Command) -> Service {
+        use std::io::{BufRead, BufReader};
+        let o = Command::new(testhost()).arg("controller-addr").output().expect("testhost controller-addr");
+        assert!(o.status.success(), "controller-addr: {}", String::from_utf8_lossy(&o.stderr));
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("service starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut url = String::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(u) = line.trim().strip_prefix("url=") {
+                url = u.to_string();
+                break;
+            }
+            line.clear();
+        }
+        // Keep draining stdout so the service never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let svc = Service { child, url };
+        assert!(!svc.url.is_empty(), "the service printed no url=");
+        svc
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The GitLab stand-in (tests/gitlab/standin.py) on the controller address.
+pub struct GitLab {
+    pub svc: Service,
+    pub admin_token: String,
+}
+
+impl GitLab {
+    pub fn start(extra: &[&str]) -> GitLab {
+        let admin_token = format!("glpat-test{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo().join("tests/gitlab/standin.py"))
+            .arg("--listen")
+            .arg(format!("{CONTROLLER}:0"))
+            .arg("--token")
+            .arg(format!("admin={admin_token}:api,create_runner,admin"))
+            .args(["--group", "7", "--project", "9"])
+            .args(extra);
+        GitLab { svc: Service::start(cmd), admin_token }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.svc.url
+    }
+
+    /// `GET /_standin/state`.
+    pub fn state(&self) -> serde_json::Value {
+        let body = http("GET", &format!("{}/_standin/state", self.url()), &[], None);
+        serde_json::from_str(&body).expect("stand-in state is JSON")
+    }
+
+    pub fn runners(&self) -> Vec<serde_json::Value> {
+        self.state()["runners"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// An API call with the admin token; returns the body.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> String {
+        http(method, &format!("{}/api/v4/{path}", self.url()), &[("PRIVATE-TOKEN", &self.admin_token)], body)
+    }
+}
+
+/// A small HTTP/1.1 client for the stand-ins (std only).
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut s = std::net::TcpStream::connect(hostport).expect("connect to stand-in");
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    match resp.find("\r\n\r\n") {
+        Some(i) => resp[i + 4..].to_string(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,161 @@
+//! The runner playbook (built in) on real test hosts, against the GitLab
+//! stand-in (tests/gitlab/standin.py) and the gitlab-runner stand-in
+//! (tests/gitlab/gitlab-runner), with the real Docker Engine from the
+//! package mirror.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{net_up, repo, Fixture, GitLab, Run, TestHost};
+
+/// An inventory for the runner playbook.
+fn inventory(f: &Fixture, hosts: &[(&str, &TestHost)], gitlab: &GitLab, extra: &str) {
+    let mut s = format!(
+        "all:\n  vars:\n    ansible_user: deploy\n    ansible_become: true\n    ansible_ssh_private_key_file: {}\n    gitlab_url: {}\n    runner_concurrent: 2\n{extra}  hosts:\n",
+        crate::support::key().display(),
+        gitlab.url()
+    );
+    for (name, h) in hosts {
+        s.push_str(&format!("    {name}:\n      ansible_host: {}\n", h.address));
+    }
+    f.write("hosts.yml", &s);
+}
+
+fn upload_distro() -> String {
+    format!(
+        "    docker_install: distro\n    gitlab_runner_install: upload\n    gitlab_runner_binary: {}\n",
+        repo().join("tests/gitlab/gitlab-runner").display()
+    )
+}
+
+/// Wait until the stand-in saw the runner `id` poll for jobs.
+fn wait_for_poll(gitlab: &GitLab, id: u64) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let polled = gitlab
+            .runners()
+            .iter()
+            .any(|r| r["id"].as_u64() == Some(id) && r["contacts"].as_u64().unwrap_or(0) > 0);
+        if polled {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+fn apply(f: &Fixture, gitlab: &GitLab, args: &[&str]) -> Run {
+    let mut all = vec!["apply", "hosts.yml"];
+    all.extend_from_slice(args);
+    f.run_env(&all, &[("GITLAB_TOKEN", &gitlab.admin_token)])
+}
+
+fn config_token(h: &TestHost) -> String {
+    h.read("python3 -c \"import tomllib; print(tomllib.load(open('/etc/gitlab-runner/config.toml','rb'))['runners'][0]['token'])\"")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn bare_debian_becomes_a_runner_host_registered_once() {
+    net_up();
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    inventory(&f, &[("runner-1", &h)], &gitlab, &upload_distro());
+
+    let first = apply(&f, &gitlab, &[]);
+    assert_eq!(first.code, 0, "first apply:\n{}", first.all());
+    assert!(first.stderr.contains("root on its host"), "the security reminder is shown:\n{}", first.stderr);
+
+    // Docker Engine, installed by the tool, running.
+    assert_eq!(h.read("systemctl is-active docker").trim(), "active");
+    assert!(h.read("cat /etc/docker/daemon.json").contains("\"max-size\": \"10m\""));
+    // Exactly one runner, as asked.
+    let runners = gitlab.runners();
+    assert_eq!(runners.len(), 1, "{runners:?}");
+    let r = &runners[0];
+    assert_eq!(r["description"], "runner-1");
+    assert_eq!(r["tag_list"], serde_json::json!(["dockerd"]));
+    assert_eq!(r["run_untagged"], false);
+    assert_eq!(r["locked"], true);
+    let id = r["id"].as_u64().expect("id");
+    let token = r["token"].as_str().expect("token").to_string();
+    assert!(token.starts_with("glrt-"));
+    // config.toml: valid TOML, private, the socket mounted, the runner's token.
+    assert_eq!(h.read("stat -c '%a %U %G' /etc/gitlab-runner/config.toml").trim(), "600 root root");
+    assert_eq!(config_token(&h), token);
+    let conf = h.read("python3 -c \"import tomllib,json; print(json.dumps(tomllib.load(open('/etc/gitlab-runner/config.toml','rb')), default=str))\"");
+    let conf: serde_json::Value = serde_json::from_str(&conf).expect("config.toml is TOML");
+    assert_eq!(conf["concurrent"], 2);
+    let runner = &conf["runners"][0];
+    assert_eq!(runner["executor"], "docker");
+    assert_eq!(runner["id"], id);
+    assert_eq!(runner["docker"]["privileged"], false);
+    let volumes: Vec<&str> = runner["docker"]["volumes"].as_array().expect("volumes").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(volumes, vec!["/var/run/docker.sock:/var/run/docker.sock", "/cache:/cache", "/builds:/builds"]);
+    // The runner (stand-in) polls GitLab with that token.
+    assert_eq!(h.read("systemctl is-active gitlab-runner").trim(), "active");
+    assert!(wait_for_poll(&gitlab, id), "the runner never polled /jobs/request: {:?}", gitlab.runners());
+    assert!(h.read("id -nG gitlab-runner").split_whitespace().any(|g| g == "docker"));
+
+    // Jobs share the host's Docker daemon: a build through the socket, twice;
+    // the second is all cache. The base image is imported, no registry.
+    h.read(
+        "set -e; r=$(mktemp -d); mkdir -p $r/bin $r/lib/x86_64-linux-gnu $r/lib64; cp /usr/bin/dash $r/bin/sh; \
+         cp /lib/x86_64-linux-gnu/libc.so.6 $r/lib/x86_64-linux-gnu/; cp /lib64/ld-linux-x86-64.so.2 $r/lib64/; \
+         tar -C $r -c . | docker -H unix:///var/run/docker.sock import - bootstrap-test/base:1 >/dev/null; \
+         mkdir -p /tmp/ctx; printf 'FROM bootstrap-test/base:1\\nRUN echo one > /one\\nRUN echo two > /two\\n' > /tmp/ctx/Dockerfile",
+    );
+    let build1 = h.read("docker -H unix:///var/run/docker.sock build -t bootstrap-test/app /tmp/ctx 2>&1");
+    assert!(!build1.contains("Using cache"), "{build1}");
+    let build2 = h.read("docker -H unix:///var/run/docker.sock build -t bootstrap-test/app /tmp/ctx 2>&1");
+    assert_eq!(build2.matches("Using cache").count(), 2, "second build fully cached:\n{build2}");
+
+    // Converged: nothing changes, still one runner.
+    let second = apply(&f, &gitlab, &["-v"]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(second.recap("runner-1").1, 0, "{}", second.all());
+    assert!(second.stdout.contains("done: [runner-1] 1 round trip(s)"), "{}", second.stdout);
+    assert_eq!(gitlab.runners().len(), 1);
+
+    // Edited by hand: put back, same token.
+    h.read("sed -i 's/^concurrent = 2/concurrent = 9/' /etc/gitlab-runner/config.toml");
+    let third = apply(&f, &gitlab, &["--diff"]);
+    assert_eq!(third.code, 0, "{}", third.all());
+    assert_eq!(third.recap("runner-1").1, 1, "{}", third.all());
+    assert!(third.stdout.contains("-concurrent = 9") && third.stdout.contains("+concurrent = 2"), "{}", third.stdout);
+    assert_eq!(config_token(&h), token);
+    assert!(!third.all().contains(&token), "the token leaked in --diff:\n{}", third.all());
+    assert_eq!(gitlab.runners().len(), 1);
+
+    // The runner rotates its token itself: kept, not "restored".
+    let rotated = crate::support::http(
+        "POST",
+        &format!("{}/api/v4/runners/reset_authentication_token", gitlab.url()),
+        &[],
+        Some(&format!("{{\"token\": \"{token}\"}}")),
+    );
+    let new_token = serde_json::from_str::<serde_json::Value>(&rotated).expect("json")["token"].as_str().expect("token").to_string();
+    h.read(&format!("sed -i 's/{token}/{new_token}/' /etc/gitlab-runner/config.toml"));
+    let fourth = apply(&f, &gitlab, &[]);
+    assert_eq!(fourth.code, 0, "{}", fourth.all());
+    assert_eq!(fourth.recap("runner-1").1, 0, "a rotated token is the runner's business:\n{}", fourth.all());
+    assert_eq!(config_token(&h), new_token);
+    assert_eq!(gitlab.runners().len(), 1);
+
+    // Deleted in GitLab: re-created on the next apply, still one.
+    gitlab.api("DELETE", &format!("runners/{id}"), None);
+    assert_eq!(gitlab.runners().len(), 0);
+    let fifth = apply(&f, &gitlab, &["-vvv", "--diff"]);
+    assert_eq!(fifth.code, 0, "{}", fifth.all());
+    let runners = gitlab.runners();
+    assert_eq!(runners.len(), 1, "{runners:?}");
+    let token3 = runners[0]["token"].as_str().expect("token").to_string();
+    assert_eq!(config_token(&h), token3);
+    for secret in [&token, &new_token, &token3, &gitlab.admin_token] {
+        assert!(!fifth.all().contains(secret.as_str()), "a secret leaked at -vvv --diff:\n{}", fifth.all());
+    }
+    let json = apply(&f, &gitlab, &["--output", "json", "--diff", "-vvv"]);
+    assert!(!json.all().contains(&token3) && !json.all().contains(&gitlab.admin_token));
+}
