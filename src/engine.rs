@@ -524,10 +524,19 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     }
 
     let check = sh.mode == Mode::Check;
-    // The runner's registration: controller <-> GitLab, before planning.
+    let env = PlanEnv { templates: &sh.templates, base_dir: &sh.base_dir, downloads: &sh.downloads };
+    // The runner's registration: controller <-> GitLab, before planning;
+    // but not for a host the plan already refuses (unsupported system, a
+    // failed assertion): GitLab gets no runner for a host that is not
+    // going to run one.
     let mut extra = serde_json::Map::new();
     let mut pending = Vec::new();
-    for reg in &program.registrations {
+    let refused = !program.registrations.is_empty()
+        && plan_host(program, &facts, &crate::modules::gitlab_runner::placeholder_vars(), &env)
+            .tasks
+            .iter()
+            .any(|t| matches!(t.plan, TaskPlan::Failed(_)));
+    for reg in program.registrations.iter().filter(|_| !refused) {
         let content = |p: &str| facts.path(p).and_then(|s| s.content.clone()).map(|c| String::from_utf8_lossy(&c).into_owned());
         let existing = content(&reg.config).map(|t| read_existing(&t, &reg.url)).unwrap_or_default();
         let system_id = content(SYSTEM_ID_PATH).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
@@ -545,7 +554,9 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         }
     }
     // The plan: local and pure.
-    let env = PlanEnv { templates: &sh.templates, base_dir: &sh.base_dir, downloads: &sh.downloads };
+    if refused {
+        extra = crate::modules::gitlab_runner::placeholder_vars();
+    }
     let plan = plan_host(program, &facts, &extra, &env);
     let mut emitter = Emitter { host: &host, plan: &plan, tx, check, diff: sh.diff, next: 0, counts: Counts::default(), failed: false };
     let mut lost: Option<String> = None;

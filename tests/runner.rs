@@ -159,3 +159,81 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
     let json = apply(&f, &gitlab, &["--output", "json", "--diff", "-vvv"]);
     assert!(!json.all().contains(&token3) && !json.all().contains(&gitlab.admin_token));
 }
+
+#[test]
+fn check_mode_on_a_fresh_host_registers_nobody_and_changes_nothing() {
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    inventory(&f, &[("fresh", &h)], &gitlab, &upload_distro());
+    let snapshot = "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
+    let before = h.read(snapshot);
+    let r = apply(&f, &gitlab, &["--check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for planned in ["install docker.io", "create user gitlab-runner", "create /usr/local/bin/gitlab-runner", "register runner `fresh` in GitLab", "create /etc/gitlab-runner/config.toml"] {
+        assert!(r.stdout.contains(planned), "`{planned}` planned:\n{}", r.stdout);
+    }
+    assert_eq!(h.read(snapshot), before, "--check changed the host");
+    assert!(gitlab.runners().is_empty(), "--check registered a runner");
+}
+
+#[test]
+fn gitlab_refusals_fail_the_host_before_any_change() {
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&["--legacy-disabled", "--registration-token", "glrtr-legacy-secret"]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    inventory(&f, &[("r", &h)], &gitlab, &upload_distro());
+    let snapshot = "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
+    let before = h.read(snapshot);
+    // A wrong token: 401, named, nothing changed.
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", "glpat-wrong-token-value")]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("HTTP 401") && r.stdout.contains("GITLAB_TOKEN") && r.stdout.contains("nothing was changed"), "{}", r.stdout);
+    assert!(!r.all().contains("glpat-wrong-token-value"));
+    // Legacy registration disabled: 410, and what to use instead.
+    inventory(&f, &[("r", &h)], &gitlab, &format!("{}    runner_registration: legacy\n", upload_distro()));
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_REGISTRATION_TOKEN", "glrtr-legacy-secret")]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("410 Gone") && r.stdout.contains("runner_registration: api"), "{}", r.stdout);
+    assert!(!r.all().contains("glrtr-legacy-secret"));
+    // A missing secret: bad input, nobody contacted.
+    let r = f.run(&["apply", "hosts.yml"]);
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(r.stderr.contains("GITLAB_REGISTRATION_TOKEN is not set"), "{}", r.stderr);
+    assert_eq!(h.read(snapshot), before);
+    assert!(gitlab.runners().is_empty());
+}
+
+#[test]
+fn unsupported_system_is_refused_before_any_change() {
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    inventory(&f, &[("old", &h)], &gitlab, &upload_distro());
+    h.read("sed -i -e 's/^ID=.*/ID=ubuntu/' -e 's/^VERSION_ID=.*/VERSION_ID=\"20.04\"/' -e 's/^VERSION_CODENAME=.*/VERSION_CODENAME=focal/' /usr/lib/os-release");
+    let snapshot = "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
+    let before = h.read(snapshot);
+    let r = apply(&f, &gitlab, &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("unsupported system Ubuntu 20.04"), "{}", r.stdout);
+    assert_eq!(h.read(snapshot), before);
+    assert!(gitlab.runners().is_empty(), "no runner for an unsupported host");
+}
+
+#[test]
+fn custom_template_must_render_valid_toml() {
+    // A config.toml.j2 in the current folder overrides the built-in one;
+    // one that renders broken TOML is refused before any connection.
+    let f = Fixture::new();
+    f.write("templates/config.toml.j2", "check_interval = {{ runner_check_interval }}\n[[runners]\n");
+    f.write(
+        "hosts.yml",
+        "all:\n  vars:\n    gitlab_url: https://gitlab.example.invalid\n    docker_install: distro\n    gitlab_runner_install: upload\n    gitlab_runner_binary: /etc/hostname\n  hosts:\n    h: {ansible_host: 127.0.0.1, ansible_port: 9}\n",
+    );
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", "glpat-x")]);
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(r.stderr.contains("does not render to valid TOML"), "{}", r.stderr);
+}
