@@ -18,9 +18,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Converge hosts to what the playbook describes.
-    #[command(after_help = "Example:\n  bootstrap apply hosts.yml --playbook playbooks/site.yml --limit 'runners:!runner-3' --diff")]
+    /// Converge hosts to what the playbook describes (default: the built-in runner playbook).
+    #[command(after_help = "Examples:\n  bootstrap apply hosts.yml --limit 'runners:!runner-3' --diff\n  bootstrap apply hosts.yml --limit runner-3 --replace      # a host rebuilt under a dead host's name\n  bootstrap apply hosts.yml --serial 25%                    # rolling: a quarter at a time\n  bootstrap apply hosts.yml --playbook playbooks/example.yml")]
     Apply(ApplyArgs),
+    /// Find drift: probe and plan, change nothing; exit 3 if a host differs from the playbook.
+    #[command(after_help = "Example:\n  bootstrap check hosts.yml --diff    # exit 0: converged, 3: drifted")]
+    Check(CheckArgs),
+    /// Prove runner hosts work: Docker answers, the runner runs with a valid token, builds hit the cache.
+    #[command(after_help = "Example:\n  bootstrap verify hosts.yml --limit runner-3")]
+    Verify(PlaybookArgs),
+    /// Delete hosts' runners in GitLab, stop their service, remove their token (safe to run twice).
+    #[command(after_help = "Example:\n  GITLAB_TOKEN=... bootstrap unregister hosts.yml --limit runner-3")]
+    Unregister(PlaybookArgs),
     /// Connect, authenticate and become root on each host, and report.
     #[command(after_help = "Example:\n  bootstrap ping hosts.yml --limit runners")]
     Ping(CommonArgs),
@@ -42,6 +51,35 @@ pub struct ApplyArgs {
     /// Show unified diffs of the files that change (secrets masked).
     #[arg(long, short = 'D')]
     pub diff: bool,
+    /// Delete runners in GitLab that have this host's name and tag but are not its own
+    /// (a host rebuilt under a dead host's name), before registering. Needs GITLAB_TOKEN.
+    #[arg(long)]
+    pub replace: bool,
+    /// Rolling change: this many hosts (or percent, like 25%) at a time; stop after a batch
+    /// in which a host failed.
+    #[arg(long, value_name = "N|N%")]
+    pub serial: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The playbook to compare with (default: the built-in runner playbook).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+    /// Show unified diffs of the files that drifted (secrets masked).
+    #[arg(long, short = 'D')]
+    pub diff: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlaybookArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The playbook that describes the runners (default: the built-in runner playbook).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use crate::changes::{staged_path, Change};
 use crate::modules::gitlab_runner::{read_existing, SYSTEM_ID_PATH};
+use crate::lifecycle;
 use crate::registration::{self, Secrets};
 use crate::error::{exit, InputError, InputErrors};
 use crate::facts::FactRequest;
@@ -36,9 +37,52 @@ use crate::template::Templates;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Apply,
+    /// `apply --check`: plan, change nothing.
     Check,
+    /// `check`: as `apply --check`, exit status 3 when a host drifted.
+    Drift,
     Ping,
     Facts,
+    Verify,
+    Unregister,
+}
+
+impl Mode {
+    /// Plans only, changes nothing.
+    pub fn plans_only(self) -> bool {
+        matches!(self, Mode::Check | Mode::Drift)
+    }
+}
+
+/// `--serial`: how many hosts per batch of a rolling change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serial {
+    Hosts(usize),
+    Percent(u8),
+}
+
+impl Serial {
+    pub fn parse(s: &str) -> Result<Serial, String> {
+        let bad = || format!("--serial takes a number of hosts or a percentage (like 2 or 25%), not `{s}`");
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(n) if (1..=100).contains(&n) => Ok(Serial::Percent(n)),
+                _ => Err(bad()),
+            },
+            None => match s.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Serial::Hosts(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    /// Batch size for `total` hosts (at least one).
+    pub fn batch(self, total: usize) -> usize {
+        match self {
+            Serial::Hosts(n) => n,
+            Serial::Percent(p) => (total * p as usize / 100).max(1),
+        }
+    }
 }
 
 /// What the command line asked for.
@@ -53,6 +97,9 @@ pub struct Options {
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
     pub ssh_config: Option<PathBuf>,
+    /// Delete same-named stale runners in GitLab before registering.
+    pub replace: bool,
+    pub serial: Option<Serial>,
 }
 
 /// One host, ready to be contacted.
@@ -61,6 +108,9 @@ pub struct HostJob {
     pub target: Target,
     pub r#become: Become,
     pub program: Option<HostProgram>,
+    /// `verify_base_image`: the image `verify` builds from (default: one
+    /// made from the host's own shell, no registry needed).
+    pub verify_base_image: Option<String>,
 }
 
 /// A run, prepared and checked, nothing contacted yet.
@@ -73,6 +123,8 @@ pub struct Prepared {
     pub mode: Mode,
     pub diff: bool,
     pub forks: usize,
+    pub replace: bool,
+    pub serial: Option<Serial>,
     /// Files downloaded by the controller (`key_url`), by URL.
     pub downloads: Arc<HashMap<String, Vec<u8>>>,
     pub secrets: Secrets,
@@ -85,7 +137,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     let inv = Inventory::load(&opts.inventory)?;
     let playbook = match &opts.playbook {
         Some(p) => Some(Playbook::load(p)?),
-        None if matches!(opts.mode, Mode::Apply | Mode::Check) => Some(Playbook::builtin()?),
+        None if !matches!(opts.mode, Mode::Ping | Mode::Facts) => Some(Playbook::builtin()?),
         None => None,
     };
     let base_dir = playbook.as_ref().map(|p| p.base_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
@@ -163,7 +215,12 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         } else {
             Become::No
         };
-        hosts.push(HostJob { name: name.clone(), target, r#become, program });
+        let verify_base_image = inv
+            .host_vars(host, &templates)
+            .ok()
+            .and_then(|v| v.get("verify_base_image").and_then(|i| i.as_str()).map(str::to_string))
+            .filter(|s| !s.is_empty());
+        hosts.push(HostJob { name: name.clone(), target, r#become, program, verify_base_image });
     }
     // Key files are decrypted now: a wrong passphrase is bad input.
     let mut keys = Vec::new();
@@ -184,7 +241,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     for h in &hosts {
         for r in h.program.iter().flat_map(|p| p.registrations.iter()) {
             modes.insert(r.registration.env_var());
-            if secrets.get(r.registration).is_none() {
+            if opts.mode == Mode::Apply && secrets.get(r.registration).is_none() {
                 let what = match r.registration {
                     crate::modules::gitlab_runner::Registration::Api => "a GitLab token with the create_runner scope (runner_registration: api)",
                     crate::modules::gitlab_runner::Registration::Token => "an existing runner token, glrt-... (runner_registration: token)",
@@ -224,7 +281,12 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
             notices.push(n.clone());
         }
     }
+    if opts.replace && secrets.api.is_none() {
+        return Err(InputError::new("--replace needs GITLAB_TOKEN: it lists and deletes runners by name").into());
+    }
     Ok(Prepared {
+        replace: opts.replace,
+        serial: opts.serial,
         downloads: Arc::new(downloads),
         secrets,
         notices,
@@ -292,6 +354,7 @@ fn load_ssh_config(path: Option<&Path>) -> Result<Option<Arc<ssh2_config::SshCon
 pub struct Summary {
     pub counts: BTreeMap<String, Counts>,
     pub interrupted: bool,
+    pub mode: Mode,
 }
 
 impl Summary {
@@ -302,19 +365,22 @@ impl Summary {
             exit::FAILED
         } else if self.counts.values().any(|c| c.unreachable > 0) {
             exit::UNREACHABLE
+        } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0) {
+            exit::DRIFT
         } else {
             exit::OK
         }
     }
 }
 
-/// Drive every host; send events to `reporter`.
+/// Drive every host; send events to `reporter`. With `--serial`, hosts go
+/// in batches and the rollout stops after a batch in which a host failed.
 pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter) -> Summary {
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let _ = tx.send(Event::Start {
+    reporter.event(&Event::Start {
         command: command.to_string(),
         hosts: prepared.hosts.iter().map(|h| h.name.clone()).collect(),
-        check: prepared.mode == Mode::Check,
+        check: prepared.mode.plans_only(),
     });
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -331,51 +397,71 @@ pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter)
         ssh: prepared.ssh.clone(),
         mode: prepared.mode,
         diff: prepared.diff,
+        replace: prepared.replace,
         downloads: prepared.downloads.clone(),
         secrets: prepared.secrets.clone(),
         redactor: prepared.redactor.clone(),
     });
     let notices = prepared.notices.clone();
+    let mode = prepared.mode;
     let sem = Arc::new(Semaphore::new(prepared.forks));
-    let mut set = tokio::task::JoinSet::new();
     let names: Vec<String> = prepared.hosts.iter().map(|h| h.name.clone()).collect();
-    for job in prepared.hosts {
-        let sem = sem.clone();
-        let tx = tx.clone();
-        let shared = shared.clone();
-        let interrupted = interrupted.clone();
-        set.spawn(async move {
-            let Ok(_permit) = sem.acquire_owned().await else { return (job.name, Counts::default(), false) };
-            if interrupted.load(Ordering::SeqCst) {
-                return (job.name, Counts::default(), false);
-            }
-            let name = job.name.clone();
-            let counts = run_host(job, &shared, &tx).await;
-            (name, counts, true)
-        });
-    }
-    drop(tx);
+    let total = prepared.hosts.len();
+    let batch_size = prepared.serial.map(|s| s.batch(total)).unwrap_or(total).max(1);
+    let mut jobs = prepared.hosts.into_iter().peekable();
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    let mut done = false;
-    while !done {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(e) => reporter.event(&e),
-                None => done = true,
-            },
-            res = set.join_next(), if !set.is_empty() => {
-                if let Some(Ok((name, c, started))) = res {
-                    if started {
+    let mut stopped = false;
+    let mut batch_no = 0;
+    while jobs.peek().is_some() {
+        batch_no += 1;
+        let batch: Vec<HostJob> = jobs.by_ref().take(batch_size).collect();
+        let batch_names: Vec<String> = batch.iter().map(|j| j.name.clone()).collect();
+        let mut set = tokio::task::JoinSet::new();
+        for job in batch {
+            let sem = sem.clone();
+            let tx = tx.clone();
+            let shared = shared.clone();
+            let interrupted = interrupted.clone();
+            set.spawn(async move {
+                let Ok(_permit) = sem.acquire_owned().await else { return (job.name, Counts::default(), false) };
+                if interrupted.load(Ordering::SeqCst) {
+                    return (job.name, Counts::default(), false);
+                }
+                let name = job.name.clone();
+                let counts = run_host(job, &shared, &tx).await;
+                (name, counts, true)
+            });
+        }
+        while !set.is_empty() {
+            tokio::select! {
+                Some(e) = rx.recv() => reporter.event(&e),
+                res = set.join_next() => {
+                    if let Some(Ok((name, c, true))) = res {
                         counts.insert(name, c);
                     }
                 }
             }
         }
-    }
-    while let Some(res) = set.join_next().await {
-        if let Ok((name, c, true)) = res {
-            counts.insert(name, c);
+        while let Ok(e) = rx.try_recv() {
+            reporter.event(&e);
         }
+        let failed = batch_names.iter().any(|n| counts.get(n).map(|c| c.failed > 0 || c.unreachable > 0).unwrap_or(false));
+        if failed && jobs.peek().is_some() && prepared.serial.is_some() {
+            let rest: Vec<String> = jobs.map(|j| j.name).collect();
+            reporter.note(&format!(
+                "rollout stopped: a host of batch {batch_no} failed; not started: {}",
+                rest.join(", ")
+            ));
+            stopped = true;
+            break;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    drop(tx);
+    while let Some(e) = rx.recv().await {
+        reporter.event(&e);
     }
     let interrupted = interrupted.load(Ordering::SeqCst);
     if interrupted {
@@ -389,13 +475,14 @@ pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter)
         }
     }
     reporter.event(&Event::Recap { hosts: counts.clone() });
-    if counts.values().any(|c| c.ok > 0) {
+    if matches!(mode, Mode::Apply | Mode::Check | Mode::Drift) && counts.values().any(|c| c.ok > 0) {
         for n in &notices {
             reporter.note(&format!("note: {n}"));
         }
     }
     reporter.finish();
-    Summary { counts, interrupted }
+    let _ = stopped;
+    Summary { counts, interrupted, mode }
 }
 
 struct Shared {
@@ -404,6 +491,7 @@ struct Shared {
     ssh: SshOptions,
     mode: Mode,
     diff: bool,
+    replace: bool,
     downloads: Arc<HashMap<String, Vec<u8>>>,
     secrets: Secrets,
     redactor: Redactor,
@@ -433,6 +521,21 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     let session = match Session::connect(&job.target, &sh.ssh).await {
         Ok(s) => s,
         Err(e) => {
+            // A dead host can still be unregistered: by name, in GitLab.
+            if let (Mode::Unregister, Some(reg)) = (sh.mode, job.program.as_ref().and_then(|p| p.registrations.first())) {
+                if sh.secrets.api.is_some() {
+                    let (c, failed, _) = lifecycle::unregister_gone(reg, &sh.secrets, &host, tx).await;
+                    counts = c;
+                    let status = if failed {
+                        counts.failed = 1;
+                        HostStatus::Failed
+                    } else {
+                        HostStatus::Ok
+                    };
+                    send(end(status, 0, Some(format!("host unreachable ({e}); the runner was handled in GitLab by name"))));
+                    return counts;
+                }
+            }
             counts.unreachable = 1;
             send(end(HostStatus::Unreachable, 0, Some(e.to_string())));
             return counts;
@@ -523,7 +626,40 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         return counts;
     }
 
-    let check = sh.mode == Mode::Check;
+    if sh.mode == Mode::Verify || sh.mode == Mode::Unregister {
+        let reg = program.registrations.first();
+        let (c, failed, lost) = match (sh.mode, reg) {
+            (Mode::Verify, _) => {
+                match lifecycle::verify(&session, &job.r#become, &facts, reg, job.verify_base_image.as_deref(), &nonce(), &host, &sh.redactor, tx).await {
+                    Ok((c, failed)) => (c, failed, None),
+                    Err(e) => (Counts::default(), true, e.is_unreachable().then(|| e.to_string())),
+                }
+            }
+            (_, Some(reg)) => {
+                let ex = lifecycle::unregister(&session, &job.r#become, &facts, reg, &sh.secrets, &sh.redactor, &host, tx).await;
+                (ex.counts, ex.failed, ex.lost)
+            }
+            (_, None) => (Counts::default(), true, None),
+        };
+        counts = c;
+        let rt = session.round_trips();
+        session.close().await;
+        let status = if lost.is_some() {
+            counts.unreachable = 1;
+            HostStatus::Unreachable
+        } else if failed {
+            counts.failed = 1;
+            HostStatus::Failed
+        } else if counts.changed > 0 {
+            HostStatus::Changed
+        } else {
+            HostStatus::Ok
+        };
+        let msg = lost.or_else(|| (reg.is_none() && sh.mode == Mode::Unregister).then(|| "the playbook registers no runner: nothing to unregister".to_string()));
+        send(end(status, rt, msg));
+        return counts;
+    }
+    let check = sh.mode.plans_only();
     let env = PlanEnv { templates: &sh.templates, base_dir: &sh.base_dir, downloads: &sh.downloads };
     // The runner's registration: controller <-> GitLab, before planning;
     // but not for a host the plan already refuses (unsupported system, a
@@ -540,8 +676,11 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         let content = |p: &str| facts.path(p).and_then(|s| s.content.clone()).map(|c| String::from_utf8_lossy(&c).into_owned());
         let existing = content(&reg.config).map(|t| read_existing(&t, &reg.url)).unwrap_or_default();
         let system_id = content(SYSTEM_ID_PATH).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        match registration::settle(reg, &existing, system_id.as_deref(), &host, check, &sh.secrets, &sh.redactor).await {
+        match registration::settle(reg, &existing, system_id.as_deref(), &host, check, sh.replace, &sh.secrets, &sh.redactor).await {
             Ok(o) => {
+                for w in o.warnings {
+                    send(Event::Warning { host: host.clone(), msg: w });
+                }
                 extra.extend(o.vars);
                 pending.extend(o.pending);
             }
@@ -558,10 +697,54 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         extra = crate::modules::gitlab_runner::placeholder_vars();
     }
     let plan = plan_host(program, &facts, &extra, &env);
-    let mut emitter = Emitter { host: &host, plan: &plan, tx, check, diff: sh.diff, next: 0, counts: Counts::default(), failed: false };
+    let ex = execute(&session, &job.r#become, &plan, check, sh.diff, &host, tx).await;
+    let mut counts = ex.counts;
+    if !ex.failed && !check {
+        // The host holds the runner's token now.
+        for p in &pending {
+            registration::forget(p);
+        }
+    }
+    let rt = session.round_trips();
+    session.close().await;
+    let status = if ex.lost.is_some() {
+        counts.unreachable = 1;
+        HostStatus::Unreachable
+    } else if ex.failed {
+        counts.failed = 1;
+        HostStatus::Failed
+    } else if counts.changed > 0 {
+        HostStatus::Changed
+    } else {
+        HostStatus::Ok
+    };
+    send(end(status, rt, ex.lost));
+    counts
+}
+
+/// What executing a plan on a host did.
+pub(crate) struct Executed {
+    pub counts: Counts,
+    pub failed: bool,
+    /// The connection was lost (the host counts as unreachable).
+    pub lost: Option<String>,
+}
+
+/// Run a plan's changes on a host (unless `check`) and report every task,
+/// in order: large files first on channels of their own, then the one
+/// apply script, its markers turned into task events as they arrive.
+pub(crate) async fn execute(
+    session: &Session,
+    become_: &Become,
+    plan: &HostPlan,
+    check: bool,
+    diff: bool,
+    host: &str,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> Executed {
+    let mut emitter = Emitter { host, plan, tx, check, diff, next: 0, counts: Counts::default(), failed: false };
     let mut lost: Option<String> = None;
     if plan.has_changes() && !check {
-        // Large files travel on channels of their own, before the script.
         let staged: Vec<(String, Arc<Vec<u8>>)> = plan
             .changes()
             .flat_map(|(_, _, cs)| cs.iter())
@@ -572,7 +755,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
             .collect();
         for (path, content) in staged {
             let cmd = format!("umask 077; cat > {}", crate::shell::quote(&path));
-            match session.run_as(&cmd, content.to_vec(), &job.r#become, |_| {}).await {
+            match session.run_as(&cmd, content.to_vec(), become_, |_| {}).await {
                 Ok(o) if o.status == Some(0) => {}
                 Ok(o) => {
                     emitter.fail_current(None, format!("uploading {path} failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
@@ -592,7 +775,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         let n = nonce();
         let script = plan.script(&n);
         let mut streamer = Streamer::new(&n, &mut emitter);
-        let result = session.run_script(&script, &job.r#become, |chunk| streamer.feed(chunk)).await;
+        let result = session.run_script(&script, become_, |chunk| streamer.feed(chunk)).await;
         streamer.flush_partial();
         let current = streamer.current;
         let done = streamer.done;
@@ -618,29 +801,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     if !emitter.failed {
         emitter.emit_until(plan.tasks.len());
     }
-    let host_failed = emitter.failed;
-    counts = emitter.counts;
-    if !host_failed && !check {
-        // The host holds the runner's token now.
-        for p in &pending {
-            registration::forget(p);
-        }
-    }
-    let rt = session.round_trips();
-    session.close().await;
-    let status = if lost.is_some() {
-        counts.unreachable = 1;
-        HostStatus::Unreachable
-    } else if host_failed {
-        counts.failed = 1;
-        HostStatus::Failed
-    } else if counts.changed > 0 {
-        HostStatus::Changed
-    } else {
-        HostStatus::Ok
-    };
-    send(end(status, rt, lost));
-    counts
+    Executed { counts: emitter.counts, failed: emitter.failed, lost }
 }
 
 /// Emits task events in task order, whether a task was executed on the

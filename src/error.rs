@@ -18,6 +18,8 @@ pub mod exit {
     pub const INTERNAL: u8 = 1;
     /// At least one host failed.
     pub const FAILED: u8 = 2;
+    /// `check`: a host drifted from the playbook (and none failed).
+    pub const DRIFT: u8 = 3;
     /// At least one host was unreachable, and none failed.
     pub const UNREACHABLE: u8 = 4;
     /// Bad input: nothing was contacted.

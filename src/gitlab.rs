@@ -86,10 +86,6 @@ impl Client {
         Ok(Client { http, base })
     }
 
-    pub fn url(&self) -> &str {
-        &self.base
-    }
-
     /// Send a request; retry 5xx answers and connection failures. With
     /// `idempotent` false, a request that may have reached GitLab (timed out
     /// after sending) is not retried.
@@ -274,7 +270,7 @@ mod tests {
     #[test]
     fn rejects_urls_without_scheme() {
         assert!(Client::new("gitlab.example.com").is_err());
-        assert_eq!(Client::new("https://gitlab.example.com/").unwrap().url(), "https://gitlab.example.com");
+        assert_eq!(Client::new("https://gitlab.example.com/").unwrap().base, "https://gitlab.example.com");
     }
 
     #[test]

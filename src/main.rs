@@ -14,6 +14,7 @@ mod facts;
 mod gitlab;
 mod inventory;
 mod known_hosts;
+mod lifecycle;
 mod modules;
 mod plan;
 mod playbook;
@@ -48,14 +49,31 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> u8 {
+    let mut replace = false;
+    let mut serial = None;
     let (mode, common, playbook, diff, name) = match cli.command {
         Command::Apply(a) => {
+            replace = a.replace;
+            if let Some(s) = &a.serial {
+                match engine::Serial::parse(s) {
+                    Ok(s) => serial = Some(s),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::BAD_INPUT;
+                    }
+                }
+            }
             (if a.check { Mode::Check } else { Mode::Apply }, a.common, a.playbook, a.diff, "apply")
         }
+        Command::Check(c) => (Mode::Drift, c.common, c.playbook, c.diff, "check"),
+        Command::Verify(v) => (Mode::Verify, v.common, v.playbook, false, "verify"),
+        Command::Unregister(u) => (Mode::Unregister, u.common, u.playbook, false, "unregister"),
         Command::Ping(c) => (Mode::Ping, c, None, false, "ping"),
         Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, "facts"),
     };
-    let opts = options(mode, &common, playbook, diff);
+    let mut opts = options(mode, &common, playbook, diff);
+    opts.replace = replace;
+    opts.serial = serial;
     let prepared = match engine::prepare(&opts).await {
         Ok(p) => p,
         Err(errors) => {
@@ -90,5 +108,7 @@ fn options(mode: Mode, c: &CommonArgs, playbook: Option<PathBuf>, diff: bool) ->
         accept_new_host_keys: c.accept_new_host_keys,
         connect_timeout: Duration::from_secs(c.connect_timeout.max(1)),
         ssh_config: c.ssh_config.clone(),
+        replace: false,
+        serial: None,
     }
 }

@@ -52,6 +52,28 @@ pub struct Outcome {
     pub vars: Map<String, Json>,
     /// A saved token to forget once the host holds it.
     pub pending: Option<PathBuf>,
+    /// Warnings for the user (a same-named runner left in GitLab).
+    pub warnings: Vec<String>,
+}
+
+/// The GitLab API path that lists the runners this registration can see.
+pub fn list_scope(s: &Settings) -> String {
+    match (s.spec.runner_type.as_str(), s.spec.group_id, s.spec.project_id) {
+        ("group_type", Some(g), _) => format!("groups/{g}/runners"),
+        ("project_type", _, Some(p)) => format!("projects/{p}/runners"),
+        _ => "runners/all".to_string(),
+    }
+}
+
+/// Runners in GitLab named like this host's, with its first tag, other
+/// than `keep`: what `--replace` deletes.
+pub async fn same_named(client: &Client, s: &Settings, token: &str, keep: Option<u64>) -> Result<Vec<crate::gitlab::Listed>, String> {
+    let tag = s.spec.tag_list.first().cloned().unwrap_or_default();
+    let listed = client
+        .list_runners(Registration::Api.env_var(), token, &list_scope(s), &tag)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(listed.into_iter().filter(|r| r.description == s.spec.description && Some(r.id) != keep).collect())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,8 +157,67 @@ fn vars(token: &str, id: Option<u64>, obtained: &str, expires: Option<&str>, cha
     }
 }
 
-/// Decide the token of `host`'s runner (see the module docs).
+/// Decide the token of `host`'s runner (see the module docs). With
+/// `replace`, runners in GitLab with the same name and tag that are not
+/// the host's are deleted before a new one is registered (a host rebuilt
+/// under a dead host's name); without it they are only reported.
+#[allow(clippy::too_many_arguments)]
 pub async fn settle(
+    s: &Settings,
+    existing: &Existing,
+    system_id: Option<&str>,
+    host: &str,
+    check: bool,
+    replace: bool,
+    secrets: &Secrets,
+    redactor: &Redactor,
+) -> Result<Outcome, String> {
+    let mut out = settle_token(s, existing, system_id, host, check, secrets, redactor).await?;
+    let current = out.vars.get("runner_id").and_then(|v| v.as_u64());
+    let registering = out.vars.get("runner_registration_change").map(|v| !v.is_null()).unwrap_or(false);
+    if !(registering || replace) {
+        return Ok(out);
+    }
+    let Some(api) = secrets.get(Registration::Api) else {
+        if replace {
+            return Err("--replace needs GITLAB_TOKEN (read and delete runners) to find the runners to replace".into());
+        }
+        return Ok(out);
+    };
+    let client = Client::new(&s.url).map_err(|e| e.to_string())?;
+    // In check mode a runner to be created has no id yet: any same-named one is stale.
+    let others = match same_named(&client, s, api, current).await {
+        Ok(o) => o,
+        Err(e) if !replace => {
+            out.warnings.push(format!("could not look for other runners named `{}`: {e}", s.spec.description));
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut deleted = Vec::new();
+    for r in &others {
+        let status = if r.status.is_empty() { "unknown status".to_string() } else { r.status.clone() };
+        if !replace {
+            out.warnings.push(format!(
+                "runner `{}` (id {}, {status}) already exists in GitLab and is not this host's: run with --replace to delete it",
+                r.description, r.id
+            ));
+        } else if check {
+            deleted.push(format!("delete runner `{}` (id {}, {status}) in GitLab (--replace)", r.description, r.id));
+        } else {
+            client.delete_by_id(Registration::Api.env_var(), api, r.id).await.map_err(|e| e.to_string())?;
+            deleted.push(format!("deleted runner `{}` (id {}, {status}) in GitLab (--replace)", r.description, r.id));
+        }
+    }
+    if !deleted.is_empty() {
+        let prev = out.vars.get("runner_registration_change").and_then(|v| v.as_str()).map(str::to_string);
+        let all: Vec<String> = deleted.into_iter().chain(prev).collect();
+        out.vars.insert("runner_registration_change".into(), Json::String(all.join("; ")));
+    }
+    Ok(out)
+}
+
+async fn settle_token(
     s: &Settings,
     existing: &Existing,
     system_id: Option<&str>,
@@ -154,12 +235,13 @@ pub async fn settle(
         let given = secrets.get(Registration::Token).ok_or("GITLAB_RUNNER_TOKEN is not set")?;
         if existing.token.as_deref() == Some(given) {
             let obtained = existing.token_obtained_at.clone().unwrap_or_else(now_rfc3339);
-            return Ok(Outcome { vars: vars(given, existing.id, &obtained, existing.token_expires_at.as_deref(), None), pending: None });
+            return Ok(Outcome { vars: vars(given, existing.id, &obtained, existing.token_expires_at.as_deref(), None), pending: None, warnings: vec![] });
         }
         return match client.verify(given, system_id).await.map_err(|e| e.to_string())? {
             Some(exp) => Ok(Outcome {
                 vars: vars(given, None, &now_rfc3339(), exp.as_deref(), Some(format!("use the runner token from GITLAB_RUNNER_TOKEN for `{desc}`"))),
                 pending: None,
+                warnings: vec![],
             }),
             None => Err(format!("GitLab at {} does not accept the runner token in GITLAB_RUNNER_TOKEN (403): is it a current glrt- token of this instance?", s.url)),
         };
@@ -169,7 +251,7 @@ pub async fn settle(
         if let Some(exp) = client.verify(t, system_id).await.map_err(|e| e.to_string())? {
             let obtained = existing.token_obtained_at.clone().unwrap_or_else(now_rfc3339);
             let expires = existing.token_expires_at.clone().or(exp);
-            return Ok(Outcome { vars: vars(t, existing.id, &obtained, expires.as_deref(), None), pending: None });
+            return Ok(Outcome { vars: vars(t, existing.id, &obtained, expires.as_deref(), None), pending: None, warnings: vec![] });
         }
     }
     let why = if existing.token.is_some() { "GitLab no longer accepts the host's token" } else { "the host has no runner token" };
@@ -183,6 +265,7 @@ pub async fn settle(
                 return Ok(Outcome {
                     vars: vars(&p.token, Some(p.id), &p.token_obtained_at, p.token_expires_at.as_deref(), Some(change)),
                     pending: Some(pending),
+                    warnings: vec![],
                 });
             }
         }
@@ -191,7 +274,7 @@ pub async fn settle(
     let tags = s.spec.tag_list.join(",");
     if check {
         let change = format!("register runner `{desc}` in GitLab (tags {tags}; {why})");
-        return Ok(Outcome { vars: vars("glrt-(created-at-apply)", None, &now_rfc3339(), None, Some(change)), pending: None });
+        return Ok(Outcome { vars: vars("glrt-(created-at-apply)", None, &now_rfc3339(), None, Some(change)), pending: None, warnings: vec![] });
     }
     let var = s.registration.env_var();
     let secret = secrets.get(s.registration).ok_or_else(|| format!("{var} is not set"))?;
@@ -211,6 +294,7 @@ pub async fn settle(
     Ok(Outcome {
         vars: vars(&created.token, Some(created.id), &obtained, created.token_expires_at.as_deref(), Some(change)),
         pending: Some(pending),
+        warnings: vec![],
     })
 }
 

@@ -76,6 +76,8 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         msg: Option<String>,
     },
+    /// Something the user should know about a host (not a failure).
+    Warning { host: String, msg: String },
     Recap { hosts: BTreeMap<String, Counts> },
 }
 
@@ -289,6 +291,9 @@ impl Reporter for Human {
                 if self.verbose >= 1 {
                     self.line(&format!("done: [{host}] {round_trips} round trip(s) after connecting, {elapsed_ms} ms"));
                 }
+            }
+            Event::Warning { host, msg } => {
+                self.line(&format!("{}: [{host}] {msg}", self.paint("warning", "35")));
             }
             Event::Recap { hosts } => {
                 if let Some(mp) = &self.mp {
