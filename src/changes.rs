@@ -322,7 +322,27 @@ impl Change {
                 }
                 args.push(if u.create_home { "--create-home".into() } else { "--no-create-home".into() });
                 args.push(u.name.clone());
-                let _ = writeln!(s, "{}", join(&args));
+                // The facts may predate an earlier task of this run that made
+                // the user (a package's postinst): then adjust it instead.
+                let mut m: Vec<String> = vec!["usermod".into()];
+                if !u.groups.is_empty() {
+                    m.extend(["--append".into(), "--groups".into(), u.groups.join(",")]);
+                }
+                if let Some(sh) = &u.shell {
+                    m.extend(["--shell".into(), sh.clone()]);
+                }
+                let adjust = if m.len() > 1 {
+                    m.push(u.name.clone());
+                    join(&m)
+                } else {
+                    ":".into()
+                };
+                let _ = writeln!(
+                    s,
+                    "if getent passwd {} >/dev/null; then {adjust}; else {}; fi",
+                    quote(&u.name),
+                    join(&args)
+                );
             }
             Change::UserMod { name, add_groups, shell, home } => {
                 let mut args: Vec<String> = vec!["usermod".into()];
@@ -350,7 +370,7 @@ impl Change {
                     args.extend(["--gid".into(), g.to_string()]);
                 }
                 args.push(name.clone());
-                let _ = writeln!(s, "{}", join(&args));
+                let _ = writeln!(s, "getent group {} >/dev/null || {}", quote(name), join(&args));
             }
             Change::GroupDel { name } => {
                 let _ = writeln!(s, "groupdel {}", quote(name));

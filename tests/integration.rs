@@ -8,3 +8,4 @@ mod support;
 mod cli;
 mod hosts;
 mod runner;
+mod lifecycle;

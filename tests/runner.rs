@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::{net_up, repo, Fixture, GitLab, Run, TestHost};
 
 /// An inventory for the runner playbook.
-fn inventory(f: &Fixture, hosts: &[(&str, &TestHost)], gitlab: &GitLab, extra: &str) {
+pub(crate) fn inventory(f: &Fixture, hosts: &[(&str, &TestHost)], gitlab: &GitLab, extra: &str) {
     let mut s = format!(
         "all:\n  vars:\n    ansible_user: deploy\n    ansible_become: true\n    ansible_ssh_private_key_file: {}\n    gitlab_url: {}\n    runner_concurrent: 2\n{extra}  hosts:\n",
         crate::support::key().display(),
@@ -20,7 +20,7 @@ fn inventory(f: &Fixture, hosts: &[(&str, &TestHost)], gitlab: &GitLab, extra: &
     f.write("hosts.yml", &s);
 }
 
-fn upload_distro() -> String {
+pub(crate) fn upload_distro() -> String {
     format!(
         "    docker_install: distro\n    gitlab_runner_install: upload\n    gitlab_runner_binary: {}\n",
         repo().join("tests/gitlab/gitlab-runner").display()
@@ -28,7 +28,7 @@ fn upload_distro() -> String {
 }
 
 /// Wait until the stand-in saw the runner `id` poll for jobs.
-fn wait_for_poll(gitlab: &GitLab, id: u64) -> bool {
+pub(crate) fn wait_for_poll(gitlab: &GitLab, id: u64) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         let polled = gitlab
@@ -43,13 +43,13 @@ fn wait_for_poll(gitlab: &GitLab, id: u64) -> bool {
     false
 }
 
-fn apply(f: &Fixture, gitlab: &GitLab, args: &[&str]) -> Run {
+pub(crate) fn apply(f: &Fixture, gitlab: &GitLab, args: &[&str]) -> Run {
     let mut all = vec!["apply", "hosts.yml"];
     all.extend_from_slice(args);
     f.run_env(&all, &[("GITLAB_TOKEN", &gitlab.admin_token)])
 }
 
-fn config_token(h: &TestHost) -> String {
+pub(crate) fn config_token(h: &TestHost) -> String {
     h.read("python3 -c \"import tomllib; print(tomllib.load(open('/etc/gitlab-runner/config.toml','rb'))['runners'][0]['token'])\"")
         .trim()
         .to_string()
@@ -236,4 +236,50 @@ fn custom_template_must_render_valid_toml() {
     let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", "glpat-x")]);
     assert_eq!(r.code, 5, "{}", r.all());
     assert!(r.stderr.contains("does not render to valid TOML"), "{}", r.stderr);
+}
+
+#[test]
+fn docker_ce_and_gitlab_runner_from_signed_apt_repositories() {
+    net_up();
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let repos = crate::support::apt_repos();
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    let u = &repos.url;
+    let vars = format!(
+        "    docker_apt_url: {u}/docker\n    docker_apt_key_url: {u}/docker/gpg\n    gitlab_runner_apt_url: {u}/gitlab-runner\n    gitlab_runner_apt_key_url: {u}/gitlab-runner/gpg\n    gitlab_runner_version: 17.98.0-1\n"
+    );
+    inventory(&f, &[("aptrunner", &h)], &gitlab, &vars);
+    // A legacy one-line source for the same URL, as a mixed install leaves it.
+    h.read(&format!("echo 'deb {u}/docker bookworm stable' > /etc/apt/sources.list.d/docker-old.list"));
+
+    let r = apply(&f, &gitlab, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let sources = h.read("cat /etc/apt/sources.list.d/docker.sources");
+    assert!(sources.contains(&format!("URIs: {u}/docker\n")) && sources.contains("Suites: bookworm\n"), "{sources}");
+    assert!(sources.contains("Signed-By: /etc/apt/keyrings/docker.asc\n"), "{sources}");
+    assert!(h.read("head -1 /etc/apt/keyrings/docker.asc").contains("BEGIN PGP PUBLIC KEY BLOCK"));
+    assert!(!h.sh("test -e /etc/apt/sources.list.d/docker-old.list").status.success(), "the legacy .list is removed");
+    let installed = h.read("dpkg-query -W -f '${Package}=${Version} ${Status}\\n' docker-ce containerd.io gitlab-runner gitlab-runner-helper-images");
+    for want in ["gitlab-runner=17.98.0-1 install ok installed", "gitlab-runner-helper-images=17.98.0-1 install ok installed", "docker-ce=", "containerd.io="] {
+        assert!(installed.contains(want), "`{want}` in:\n{installed}");
+    }
+    assert_eq!(h.read("systemctl is-active docker").trim(), "active");
+    assert_eq!(h.read("systemctl is-active gitlab-runner").trim(), "active");
+    assert_eq!(gitlab.runners().len(), 1);
+
+    let again = apply(&f, &gitlab, &[]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.recap("aptrunner").1, 0, "{}", again.all());
+
+    // A new pin moves both packages in one apt transaction (their exact
+    // Depends allows nothing else).
+    inventory(&f, &[("aptrunner", &h)], &gitlab, &vars.replace("17.98.0-1", "17.99.0-1"));
+    let up = apply(&f, &gitlab, &["-v"]);
+    assert_eq!(up.code, 0, "{}", up.all());
+    assert!(up.stdout.contains("install gitlab-runner=17.99.0-1 gitlab-runner-helper-images=17.99.0-1"), "{}", up.stdout);
+    let installed = h.read("dpkg-query -W -f '${Package}=${Version}\\n' gitlab-runner gitlab-runner-helper-images");
+    assert_eq!(installed, "gitlab-runner=17.99.0-1\ngitlab-runner-helper-images=17.99.0-1\n");
+    assert_eq!(gitlab.runners().len(), 1);
 }

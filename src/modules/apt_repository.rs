@@ -103,6 +103,7 @@ impl AptRepository {
 
     pub fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
         out.insert(FactRequest::Path { path: self.sources_path(), content: diff });
+        out.insert(FactRequest::Path { path: "/etc/apt/keyrings".into(), content: false });
         for ext in ["asc", "gpg"] {
             out.insert(FactRequest::Path { path: format!("/etc/apt/keyrings/{}.{ext}", self.name), content: false });
         }

@@ -190,7 +190,7 @@ impl Fixture {
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin());
         cmd.current_dir(&self.dir).args(args);
-        if matches!(args.first(), Some(&"apply") | Some(&"ping") | Some(&"facts")) {
+        if matches!(args.first(), Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")) {
             cmd.arg("--known-hosts").arg(self.dir.join("known_hosts")).arg("--no-progress");
         }
         cmd.env("HOME", &self.dir).env_remove("SSH_AUTH_SOCK");
@@ -330,4 +330,21 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
         Some(i) => resp[i + 4..].to_string(),
         None => String::new(),
     }
+}
+
+/// The local signed apt repositories (tests/aptrepo), served on the
+/// controller address: `URL/docker` and `URL/gitlab-runner`, keys at
+/// `URL/docker/gpg` and `URL/gitlab-runner/gpg`.
+pub fn apt_repos() -> Service {
+    let out = Command::new(repo().join("tests/aptrepo/build")).output().expect("tests/aptrepo/build runs");
+    assert!(out.status.success(), "aptrepo build: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("repo_dir="))
+        .expect("build prints repo_dir=")
+        .to_string();
+    let mut cmd = Command::new(repo().join("tests/aptrepo/serve"));
+    cmd.args([dir.as_str(), CONTROLLER, "0"]);
+    Service::start(cmd)
 }
