@@ -262,6 +262,8 @@ impl Change {
                         let _ = writeln!(s, "echo '{}  '\"$__t\" | sha256sum -c --status || {{ echo \"upload of $__p is incomplete\"; exit 1; }}", sha256_hex(content));
                     }
                     None => {
+                        // Temporary files of runs that died mid-write (long ago) go first.
+                        s.push_str("find \"$__d\" -maxdepth 1 -name '.bootstrap.??????' -mmin +10 -delete 2>/dev/null || :\n");
                         s.push_str("__t=$(mktemp -- \"$__d/.bootstrap.XXXXXX\")\ntrap 'rm -f -- \"$__t\"' EXIT\n");
                         let _ = writeln!(s, "base64 -d > \"$__t\" <<'{eof}'");
                         let b64 = base64::engine::general_purpose::STANDARD.encode(content.as_slice());

@@ -383,11 +383,13 @@ pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter)
         check: prepared.mode.plans_only(),
     });
     let interrupted = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     {
         let interrupted = interrupted.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 interrupted.store(true, Ordering::SeqCst);
+                let _ = stop_tx.send(true);
             }
         });
     }
@@ -398,6 +400,7 @@ pub async fn run(prepared: Prepared, command: &str, reporter: &mut dyn Reporter)
         mode: prepared.mode,
         diff: prepared.diff,
         replace: prepared.replace,
+        stop: stop_rx,
         downloads: prepared.downloads.clone(),
         secrets: prepared.secrets.clone(),
         redactor: prepared.redactor.clone(),
@@ -492,6 +495,8 @@ struct Shared {
     mode: Mode,
     diff: bool,
     replace: bool,
+    /// Turns true on Ctrl-C.
+    stop: tokio::sync::watch::Receiver<bool>,
     downloads: Arc<HashMap<String, Vec<u8>>>,
     secrets: Secrets,
     redactor: Redactor,
@@ -518,7 +523,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         elapsed_ms: start.elapsed().as_millis() as u64,
         msg,
     };
-    let session = match Session::connect(&job.target, &sh.ssh).await {
+    let mut session = match Session::connect(&job.target, &sh.ssh).await {
         Ok(s) => s,
         Err(e) => {
             // A dead host can still be unregistered: by name, in GitLab.
@@ -542,6 +547,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         }
     };
     send(Event::Connected { host: host.clone(), ms: start.elapsed().as_millis() as u64 });
+    session.set_interrupt(sh.stop.clone());
 
     if sh.mode == Mode::Ping {
         let r = session.run_script("id -un\n", &job.r#become, |_| {}).await;
@@ -697,6 +703,14 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         extra = crate::modules::gitlab_runner::placeholder_vars();
     }
     let plan = plan_host(program, &facts, &extra, &env);
+    if !check && *sh.stop.borrow() && plan.has_changes() {
+        // Ctrl-C came while this host was being read: start nothing new.
+        send(Event::Warning { host: host.clone(), msg: "interrupted before applying: nothing was changed".into() });
+        let rt = session.round_trips();
+        session.close().await;
+        send(end(HostStatus::Ok, rt, None));
+        return counts;
+    }
     let ex = execute(&session, &job.r#become, &plan, check, sh.diff, &host, tx).await;
     let mut counts = ex.counts;
     if !ex.failed && !check {
@@ -742,7 +756,7 @@ pub(crate) async fn execute(
     host: &str,
     tx: &mpsc::UnboundedSender<Event>,
 ) -> Executed {
-    let mut emitter = Emitter { host, plan, tx, check, diff, next: 0, counts: Counts::default(), failed: false };
+    let mut emitter = Emitter { host, plan, tx, check, diff, next: 0, counts: Counts::default(), failed: false, interrupted: false };
     let mut lost: Option<String> = None;
     if plan.has_changes() && !check {
         let staged: Vec<(String, Arc<Vec<u8>>)> = plan
@@ -798,7 +812,13 @@ pub(crate) async fn execute(
             }
         }
     }
-    if !emitter.failed {
+    if emitter.interrupted {
+        let left = plan.tasks.len() - emitter.next;
+        let _ = tx.send(Event::Warning {
+            host: host.to_string(),
+            msg: format!("interrupted: stopped after its current step; {left} task(s) not run (apply again to finish)"),
+        });
+    } else if !emitter.failed {
         emitter.emit_until(plan.tasks.len());
     }
     Executed { counts: emitter.counts, failed: emitter.failed, lost }
@@ -816,6 +836,8 @@ struct Emitter<'a> {
     next: usize,
     counts: Counts,
     failed: bool,
+    /// Stopped after a step on Ctrl-C: later tasks were not started.
+    interrupted: bool,
 }
 
 impl Emitter<'_> {
@@ -1000,6 +1022,10 @@ impl<'a, 'b> Streamer<'a, 'b> {
                 }
             }
             ["done"] => self.done = true,
+            ["interrupted"] => {
+                self.done = true;
+                self.emitter.interrupted = true;
+            }
             _ => {}
         }
     }

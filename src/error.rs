@@ -83,6 +83,20 @@ impl InputError {
     }
 }
 
+/// Read a text file; invalid UTF-8 is an error that says where.
+pub fn read_text(path: &Path, what: &str) -> Result<String, InputError> {
+    let bytes = std::fs::read(path).map_err(|e| InputError::new(format!("cannot read {what}: {e}")).in_file(path))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = good.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        InputError::new(format!("{what} is not valid UTF-8 (YAML must be)"))
+            .in_file(path)
+            .at(Some(Pos { line, column: col }))
+            .hint("save the file as UTF-8; values with other bytes cannot be written in YAML")
+    })
+}
+
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(file) = &self.file {

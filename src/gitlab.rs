@@ -17,7 +17,13 @@ use serde_json::{json, Value as Json};
 
 /// How many times a request is tried when GitLab answers 5xx.
 const ATTEMPTS: u32 = 3;
-const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long one request may take: `BOOTSTRAP_GITLAB_TIMEOUT` seconds,
+/// default 20.
+fn timeout() -> Duration {
+    let secs = std::env::var("BOOTSTRAP_GITLAB_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0);
+    Duration::from_secs(secs.unwrap_or(20))
+}
 
 /// What was asked and why it failed, for people.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -78,7 +84,7 @@ impl Client {
             return Err(GitlabError(format!("gitlab_url `{url}` must start with https:// (or http://)")));
         }
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("bootstrap/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -114,7 +120,7 @@ impl Client {
                 Err(e) => {
                     let sent = !e.is_connect();
                     last = if e.is_timeout() {
-                        format!("no answer within {}s", TIMEOUT.as_secs())
+                        format!("no answer within {}s (BOOTSTRAP_GITLAB_TIMEOUT)", timeout().as_secs())
                     } else if e.is_connect() {
                         format!("cannot connect: {}", root_cause(&e))
                     } else {

@@ -79,9 +79,7 @@ fn yaml_to_json(file: &Path, index: &PosIndex, path: &str, v: &serde_yaml_ng::Va
 impl Inventory {
     /// Read and parse an inventory file.
     pub fn load(file: &Path) -> Result<Inventory, InputError> {
-        let source = std::fs::read_to_string(file).map_err(|e| {
-            InputError::new(format!("cannot read inventory: {e}")).in_file(file)
-        })?;
+        let source = crate::error::read_text(file, "inventory")?;
         Inventory::parse(file, &source)
     }
 

@@ -12,6 +12,8 @@ mod engine;
 mod error;
 mod facts;
 mod gitlab;
+#[cfg(test)]
+mod fuzz;
 mod inventory;
 mod known_hosts;
 mod lifecycle;

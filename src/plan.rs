@@ -136,7 +136,7 @@ impl HostPlan {
     /// the first failed task.
     pub fn script(&self, nonce: &str) -> String {
         let mut s = String::from(prelude());
-        s.push_str("umask 022\n");
+        s.push_str("umask 022\n__stop=\ntrap '__stop=1' INT\n");
         let eof = format!("BOOTSTRAP_EOF_{nonce}");
         for (i, _, changes) in self.changes() {
             let _ = writeln!(s, "echo '@@{nonce} start {i}'");
@@ -146,6 +146,8 @@ impl HostPlan {
             }
             s.push_str(") </dev/null 2>&1\n");
             let _ = writeln!(s, "__rc=$?; echo; echo \"@@{nonce} end {i} $__rc\"; [ \"$__rc\" -eq 0 ] || exit 0");
+            // Ctrl-C on the controller: finish this step, start no other.
+            let _ = writeln!(s, "[ -z \"$__stop\" ] || {{ echo '@@{nonce} interrupted'; exit 0; }}");
         }
         let _ = writeln!(s, "echo '@@{nonce} done'");
         s

@@ -192,8 +192,7 @@ impl Playbook {
     }
 
     pub fn load(file: &Path) -> Result<Playbook, InputErrors> {
-        let source = std::fs::read_to_string(file)
-            .map_err(|e| InputError::new(format!("cannot read playbook: {e}")).in_file(file))?;
+        let source = crate::error::read_text(file, "playbook")?;
         Playbook::parse(file, &source)
     }
 

@@ -225,6 +225,8 @@ pub struct Session {
     handle: client::Handle<Client>,
     channels: Arc<Semaphore>,
     round_trips: AtomicU32,
+    /// Becomes true on Ctrl-C: running commands get SIGINT.
+    interrupt: Option<tokio::sync::watch::Receiver<bool>>,
     // A ProxyJump connection must live as long as this one.
     _jump: Option<Box<Session>>,
 }
@@ -294,8 +296,19 @@ impl Session {
                 }
             })?;
             authenticate(&mut handle, target, opts).await?;
-            Ok(Session { handle, channels: Arc::new(Semaphore::new(MAX_CHANNELS)), round_trips: AtomicU32::new(0), _jump: jump })
+            Ok(Session {
+                handle,
+                channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
+                round_trips: AtomicU32::new(0),
+                interrupt: None,
+                _jump: jump,
+            })
         })
+    }
+
+    /// On Ctrl-C (the watch turns true), send SIGINT to running commands.
+    pub fn set_interrupt(&mut self, rx: tokio::sync::watch::Receiver<bool>) {
+        self.interrupt = Some(rx);
     }
 
     /// Command round trips made on this connection so far.
@@ -324,35 +337,52 @@ impl Session {
             let _ = write.close().await;
             return Err(SshError::Unreachable(format!("cannot run a command: {}", describe(&e))));
         }
+        let mut stdin_writer = write.make_writer();
         let writer = tokio::spawn(async move {
-            let r = write.data(&stdin[..]).await;
-            let _ = write.eof().await;
-            (write, r)
+            use tokio::io::AsyncWriteExt;
+            let r = stdin_writer.write_all(&stdin).await;
+            // Shutting the writer down sends EOF.
+            let _ = stdin_writer.shutdown().await;
+            r
         });
         let mut out = Output::default();
         let mut closed = false;
-        while let Some(msg) = read.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    on_stdout(&data);
-                    out.stdout.extend_from_slice(&data);
+        let mut interrupt = self.interrupt.clone();
+        let mut signalled = false;
+        loop {
+            let interrupted = async {
+                match interrupt.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|v| *v).await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                ChannelMsg::Close => {
-                    closed = true;
-                    break;
+            };
+            tokio::select! {
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        on_stdout(&data);
+                        out.stdout.extend_from_slice(&data);
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => out.stderr.extend_from_slice(&data),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => out.status = Some(exit_status),
+                    Some(ChannelMsg::Close) => {
+                        closed = true;
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = interrupted, if !signalled => {
+                    // The remote script finishes its current step, then stops.
+                    let _ = write.signal(russh::Sig::INT).await;
+                    signalled = true;
                 }
-                _ => {}
             }
         }
-        match writer.await {
-            Ok((write, _)) => {
-                if !closed {
-                    let _ = write.close().await;
-                }
-            }
-            Err(_) => return Err(SshError::Protocol("stdin writer failed".into())),
+        let _ = writer.await;
+        if !closed {
+            let _ = write.close().await;
         }
         if out.status.is_none() {
             return Err(SshError::Unreachable("the connection was lost while a command ran".into()));

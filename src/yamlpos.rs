@@ -124,21 +124,18 @@ fn key_of(rest: &str) -> Option<&str> {
     if rest.starts_with('{') || rest.starts_with('[') {
         return None;
     }
-    let (key, quoted) = if let Some(stripped) = rest.strip_prefix('"') {
-        (stripped.split('"').next()?, true)
-    } else if let Some(stripped) = rest.strip_prefix('\'') {
-        (stripped.split('\'').next()?, true)
-    } else {
-        let end = rest.find(": ").or_else(|| rest.strip_suffix(':').map(|s| s.len()))?;
-        (&rest[..end], false)
-    };
-    if quoted {
-        let after = &rest[key.len() + 2..];
-        if !after.trim_start().starts_with(':') {
-            return None;
+    for q in ['"', '\''] {
+        if let Some(inner) = rest.strip_prefix(q) {
+            let end = inner.find(q)?;
+            let after = &inner[end + q.len_utf8()..];
+            if !after.trim_start().starts_with(':') {
+                return None;
+            }
+            return Some(inner[..end].trim());
         }
     }
-    Some(key.trim())
+    let end = rest.find(": ").or_else(|| rest.strip_suffix(':').map(|s| s.len()))?;
+    Some(rest[..end].trim())
 }
 
 #[cfg(test)]
@@ -164,6 +161,15 @@ mod tests {
         assert_eq!(idx.find("0.tasks.1.copy.dest"), Some(Pos { line: 7, column: 7 }));
         assert_eq!(idx.find("1.tasks.0.file.path"), Some(Pos { line: 12, column: 7 }));
         assert_eq!(idx.find("1.hosts"), Some(Pos { line: 8, column: 3 }));
+    }
+
+    #[test]
+    fn odd_lines_do_not_panic() {
+        for src in ["\"", "'", "- \"", "\"a\" :", "- - -", "-", "\u{e9}\"\u{e9}", ":"] {
+            let _ = PosIndex::new(src);
+        }
+        let idx = PosIndex::new("\"quoted key\": 1\n");
+        assert_eq!(idx.find("quoted key"), Some(Pos { line: 1, column: 1 }));
     }
 
     #[test]
