@@ -453,6 +453,9 @@ def parse_gnu_time(path):
     return out
 
 
+ACTIVE_SESSIONS = set()
+
+
 class Session:
     """One tool on one set of fresh hosts: a cpuacct cgroup holding every process it starts
     (ssh ControlPersist masters outlive ansible-playbook and are counted, and reused by the
@@ -463,6 +466,7 @@ class Session:
         os.makedirs(self.dir, exist_ok=True)
         self.cg = os.path.join(CPUACCT, f"bootstrap-bench-{os.getpid()}-{tag}")
         os.makedirs(self.cg, exist_ok=True)
+        ACTIVE_SESSIONS.add(self)
 
     def kill_all(self):
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -480,6 +484,7 @@ class Session:
                 time.sleep(0.05)
 
     def close(self):
+        ACTIVE_SESSIONS.discard(self)
         self.kill_all()
         for _ in range(20):
             try:
@@ -705,6 +710,10 @@ class Report:
                  "`a : b` ratios are peer time / bootstrap time (how many times faster bootstrap is). "
                  "CPU: user+sys of every controller process the tool started (cpuacct cgroup; includes "
                  "ssh ControlPersist masters). Details: bench/README.md.\n")
+        if self.quick:
+            L.append("Quick mode: the three tools ran at the same time, each on 2 hosts of its own, to check that "
+                     "they do the same work; their times disturb each other and are not a comparison (the full "
+                     "benchmark runs them one after another).\n")
         L.append("## Wall time and controller CPU\n")
         L.append("| workload | N | run | reps | bootstrap s | ansible-playbook s | pyinfra s | bootstrap : ansible | "
                  "bootstrap : pyinfra | CPU s bootstrap | CPU s ansible | CPU s pyinfra |")
@@ -806,13 +815,20 @@ class Report:
 
 # ---- the benchmark ----------------------------------------------------------------------------------------
 
-def seed_debs(fleet, name, workload):
-    """The .deb files a workload installs, downloaded once (into the cache) on a booted host.
-    Returns the cache dir. Costs one boot; the host is made fresh again afterwards."""
+def debs_dir(workload):
     key = hashlib.sha256(" ".join(workload.seed_packages).encode()).hexdigest()[:12]
-    d = os.path.join(CACHE, f"debs-{key}")
-    if os.path.isdir(d) and any(f.endswith(".deb") for f in os.listdir(d)):
-        return d
+    return os.path.join(CACHE, f"debs-{key}")
+
+
+def cached_debs(workload):
+    d = debs_dir(workload)
+    return d if os.path.isdir(d) and any(f.endswith(".deb") for f in os.listdir(d)) else None
+
+
+def seed_debs(fleet, name, workload):
+    """The .deb files a workload installs, downloaded once (into the cache) on a booted host,
+    which must be made fresh again afterwards. Returns the cache dir."""
+    d = debs_dir(workload)
     log(f"downloading {' '.join(workload.seed_packages)} and dependencies once into {d} (not timed)")
     r = fleet.exec(name, ["sh", "-c", "apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive "
                                       f"apt-get -q -y --download-only install {' '.join(workload.seed_packages)} >/dev/null"],
@@ -911,16 +927,18 @@ def main():
             sh([TESTHOST, "net-up"])
         report.runs[run_id] = {"run_id": run_id, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                                "argv": argv_str, "machine": machine_info(), "versions": versions}
-        fleet.preflight(max(ns))
+        fleet.preflight(2 * len(tools) if args.quick else max(ns))
 
         if args.quick:
-            rc = quick(fleet, tl, report, run_id, wls, tools, workdir)
+            rc = quick(fleet, tl, report, run_id, wls, tools, workdir, args)
         else:
             rc = full(fleet, tl, report, run_id, wls, ns, reps, tools, workdir, args)
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); tearing down")
         rc = 130
     finally:
+        for session in list(ACTIVE_SESSIONS):
+            session.kill_all()
         fleet.down_all()
         dur = time.monotonic() - started
         if run_id in report.runs:
@@ -997,7 +1015,7 @@ def compare_states(report, run_id, workload, n, rep, by_tool):
         report.add_check(run_id, workload.key, n, rep, f"same state: {what}", not bad, detail)
 
 
-def quick(fleet, tl, report, run_id, wls, tools, workdir):
+def quick(fleet, tl, report, run_id, wls, tools, workdir, args):
     """N=2 per tool; all tools' hosts booted at once (fastest), the tools run one after the other."""
     n = 2
     for wk in wls:
@@ -1008,13 +1026,17 @@ def quick(fleet, tl, report, run_id, wls, tools, workdir):
         fleet.up(everyone)
         fleet.settle(everyone)
         debs = None
-        if w.seed_packages and not tl_no_seed[0]:
-            debs = seed_debs(fleet, everyone[0], w)
-            fleet.fresh([everyone[0]])
+        if w.seed_packages and not args.no_seed_debs:
+            debs = cached_debs(w)
+            if not debs:
+                debs = seed_debs(fleet, everyone[0], w)
+                fleet.fresh([everyone[0]])
             put_debs(fleet, everyone, debs)
         log(f"[{wk}] {len(everyone)} hosts up in {time.monotonic() - t0:.1f} s")
         by_tool = {}
-        for order, tool in enumerate(tools):
+
+        def one_tool(order_tool):
+            order, tool = order_tool
             names = groups[tool]
             session = Session(workdir, f"{wk}-quick-{tool}")
             try:
@@ -1030,27 +1052,35 @@ def quick(fleet, tl, report, run_id, wls, tools, workdir):
                                started=datetime.datetime.now().isoformat(timespec="seconds"))
                     if rts:
                         row.update(rt_min=min(rts), rt_max=max(rts), rt_mean=sum(rts) / len(rts))
-                    report.add_sample(row)
                     results[kind] = (row, out)
                     log(f"[{wk}] {tool} {kind}: {s['wall_s']:.3f} s, exit {s['exit']}, changed {p['changed']}"
                         + (f", round trips {min(rts)}-{max(rts)}" if rts else ""))
-                first, fo = results["first"]
-                rer, ro = results["rerun"]
-                tail = lambda o: " | ".join(o.strip().splitlines()[-4:])[-400:]
-                report.add_check(run_id, wk, n, 0, f"{tool}: first run succeeds and changes every host",
-                                 first["exit"] == 0 and not first["failed"] and first["changed_hosts"] == n
-                                 and first["hosts_seen"] == n,
-                                 f"exit {first['exit']}, failed {first['failed']}, hosts changed "
-                                 f"{first['changed_hosts']}/{n}; {tail(fo)}")
-                report.add_check(run_id, wk, n, 0, f"{tool}: converged re-run changes nothing",
-                                 rer["exit"] == 0 and not rer["failed"] and rer["changed"] == 0 and rer["hosts_seen"] == n,
-                                 f"exit {rer['exit']}, failed {rer['failed']}, changed {rer['changed']}; {tail(ro)}")
-                if tool == "bootstrap":
-                    report.add_check(run_id, wk, n, 0, "bootstrap: one round trip per converged host",
-                                     rer.get("rt_min") == 1 and rer.get("rt_max") == 1,
-                                     f"round trips after connecting: {rer.get('rt_min')}-{rer.get('rt_max')}")
+                return tool, results
             finally:
                 session.close()
+
+        # The three tools at once, each on its own hosts: fastest; the times are not comparable.
+        with ThreadPoolExecutor(len(tools)) as ex:
+            done = dict(ex.map(one_tool, enumerate(tools)))
+        for tool in tools:
+            results = done[tool]
+            for kind in ("first", "rerun"):
+                report.add_sample(results[kind][0])
+            first, fo = results["first"]
+            rer, ro = results["rerun"]
+            tail = lambda o: " | ".join(o.strip().splitlines()[-4:])[-400:]
+            report.add_check(run_id, wk, n, 0, f"{tool}: first run succeeds and changes every host",
+                             first["exit"] == 0 and not first["failed"] and first["changed_hosts"] == n
+                             and first["hosts_seen"] == n,
+                             f"exit {first['exit']}, failed {first['failed']}, hosts changed "
+                             f"{first['changed_hosts']}/{n}; {tail(fo)}")
+            report.add_check(run_id, wk, n, 0, f"{tool}: converged re-run changes nothing",
+                             rer["exit"] == 0 and not rer["failed"] and rer["changed"] == 0 and rer["hosts_seen"] == n,
+                             f"exit {rer['exit']}, failed {rer['failed']}, changed {rer['changed']}; {tail(ro)}")
+            if tool == "bootstrap":
+                report.add_check(run_id, wk, n, 0, "bootstrap: one round trip per converged host",
+                                 rer.get("rt_min") == 1 and rer.get("rt_max") == 1,
+                                 f"round trips after connecting: {rer.get('rt_min')}-{rer.get('rt_max')}")
         states = fleet.snapshot(everyone, w)
         for tool in tools:
             by_tool[tool] = {h: canonical_state(states[h]) for h in groups[tool]}
@@ -1062,19 +1092,17 @@ def quick(fleet, tl, report, run_id, wls, tools, workdir):
     return 1 if failed else 0
 
 
-tl_no_seed = [False]
-
-
 def full(fleet, tl, report, run_id, wls, ns, reps, tools, workdir, args):
-    tl_no_seed[0] = args.no_seed_debs
     for wk in wls:
         w = WORKLOADS[wk]
         for n in ns:
             names = Fleet.names(n)
             debs = None
             if w.seed_packages and not args.no_seed_debs:
-                fleet.fresh(names[:1])
-                debs = seed_debs(fleet, names[0], w)
+                debs = cached_debs(w)
+                if not debs:
+                    fleet.fresh(names[:1])
+                    debs = seed_debs(fleet, names[0], w)
             for rep in range(reps):
                 order = tools[rep % len(tools):] + tools[:rep % len(tools)]
                 by_tool = {}

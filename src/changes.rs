@@ -560,23 +560,30 @@ pub fn prelude() -> &'static str {
 __apt() {
   __limit=$1; shift
   __deadline=$(( $(date +%s) + __limit )); __said=
-  __log=$(mktemp); __rcf=$(mktemp)
+  __alog=$(mktemp)
+  # A dpkg run that was cut short (power loss, a killed session) is
+  # finished first, as apt itself asks.
+  if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then
+    echo "finishing an interrupted dpkg run: dpkg --configure -a"
+    dpkg --force-confdef --force-confold --configure -a
+  fi
   while :; do
-    { "$@" 2>&1; echo $? >"$__rcf"; } | tee "$__log"
-    __rc=$(cat "$__rcf")
-    if [ "$__rc" = 0 ] && [ "$1" = apt-get ] && grep -q -e '^W: Failed to fetch' -e '^E: Failed to fetch' "$__log"; then
+    # (an `if` keeps the caller's `set -e` from ending us on failure)
+    if "$@" >"$__alog" 2>&1; then __rc=0; else __rc=$?; fi
+    cat "$__alog"
+    if [ "$__rc" = 0 ] && [ "$1" = apt-get ] && grep -q -e '^W: Failed to fetch' -e '^E: Failed to fetch' "$__alog"; then
       echo "apt-get update could not download the package lists (is the package mirror reachable from this host?)"
       __rc=100
     fi
-    if [ "$__rc" != 0 ] && grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' -e 'Unable to lock directory' "$__log" \
+    if [ "$__rc" != 0 ] && grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' -e 'Unable to lock directory' "$__alog" \
        && [ "$(date +%s)" -lt "$__deadline" ]; then
       if [ -z "$__said" ]; then
-        echo "waiting up to ${__limit}s for the apt/dpkg lock: $(grep -m1 -o 'held by process.*' "$__log" || echo 'held by another process')"
+        echo "waiting up to ${__limit}s for the apt/dpkg lock: $(grep -m1 -o 'held by process.*' "$__alog" || echo 'held by another process')"
         __said=1
       fi
       sleep 2; continue
     fi
-    rm -f "$__log" "$__rcf"
+    rm -f "$__alog"
     return "$__rc"
   done
 }

@@ -137,6 +137,11 @@ impl HostPlan {
     pub fn script(&self, nonce: &str) -> String {
         let mut s = String::from(prelude());
         s.push_str("umask 022\n__stop=\ntrap '__stop=1' INT\n");
+        // Each step's output goes to a file first and is sent when the step
+        // is done: if the connection drops, the step still finishes whole
+        // (an apt install is never cut by a broken pipe), and the script
+        // ends at its next word to the controller.
+        s.push_str("__log=$(mktemp)\ntrap 'rm -f \"$__log\"; exit 141' PIPE HUP\ntrap 'rm -f \"$__log\"' EXIT\n");
         let eof = format!("BOOTSTRAP_EOF_{nonce}");
         for (i, _, changes) in self.changes() {
             let _ = writeln!(s, "echo '@@{nonce} start {i}'");
@@ -144,8 +149,8 @@ impl HostPlan {
             for c in changes {
                 s.push_str(&c.script(&eof));
             }
-            s.push_str(") </dev/null 2>&1\n");
-            let _ = writeln!(s, "__rc=$?; echo; echo \"@@{nonce} end {i} $__rc\"; [ \"$__rc\" -eq 0 ] || exit 0");
+            s.push_str(") </dev/null >\"$__log\" 2>&1\n");
+            let _ = writeln!(s, "__rc=$?; cat \"$__log\"; echo; echo \"@@{nonce} end {i} $__rc\"; [ \"$__rc\" -eq 0 ] || exit 0");
             // Ctrl-C on the controller: finish this step, start no other.
             let _ = writeln!(s, "[ -z \"$__stop\" ] || {{ echo '@@{nonce} interrupted'; exit 0; }}");
         }
