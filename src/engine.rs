@@ -523,7 +523,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         elapsed_ms: start.elapsed().as_millis() as u64,
         msg,
     };
-    let mut session = match Session::connect(&job.target, &sh.ssh).await {
+    let session = match Session::connect(&job.target, &sh.ssh).await {
         Ok(s) => s,
         Err(e) => {
             // A dead host can still be unregistered: by name, in GitLab.
@@ -547,7 +547,6 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         }
     };
     send(Event::Connected { host: host.clone(), ms: start.elapsed().as_millis() as u64 });
-    session.set_interrupt(sh.stop.clone());
 
     if sh.mode == Mode::Ping {
         let r = session.run_script("id -un\n", &job.r#become, |_| {}).await;
@@ -711,7 +710,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         send(end(HostStatus::Ok, rt, None));
         return counts;
     }
-    let ex = execute(&session, &job.r#become, &plan, check, sh.diff, &host, tx).await;
+    let ex = execute(&session, &job.r#become, &plan, check, sh.diff, &host, tx, Some(sh.stop.clone())).await;
     let mut counts = ex.counts;
     if !ex.failed && !check {
         // The host holds the runner's token now.
@@ -755,6 +754,7 @@ pub(crate) async fn execute(
     diff: bool,
     host: &str,
     tx: &mpsc::UnboundedSender<Event>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Executed {
     let mut emitter = Emitter { host, plan, tx, check, diff, next: 0, counts: Counts::default(), failed: false, interrupted: false };
     let mut lost: Option<String> = None;
@@ -788,8 +788,28 @@ pub(crate) async fn execute(
     if plan.has_changes() && !check && !emitter.failed {
         let n = nonce();
         let script = plan.script(&n);
-        let mut streamer = Streamer::new(&n, &mut emitter);
-        let result = session.run_script(&script, become_, |chunk| streamer.feed(chunk)).await;
+        let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut streamer = Streamer::new(&n, &mut emitter, pid.clone());
+        let run = session.run_script(&script, become_, |chunk| streamer.feed(chunk));
+        // On Ctrl-C, tell the script (on a channel of its own) to stop after
+        // its current step; it then reports `interrupted` and ends.
+        let watch = async {
+            let Some(mut stop) = stop else { return std::future::pending::<()>().await };
+            let _ = stop.wait_for(|v| *v).await;
+            for _ in 0..100 {
+                let p = pid.load(Ordering::SeqCst);
+                if p > 0 {
+                    let _ = session.run_as(&format!("kill -INT {p}"), Vec::new(), become_, |_| {}).await;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            std::future::pending::<()>().await
+        };
+        let result = tokio::select! {
+            r = run => r,
+            _ = watch => unreachable!("the watcher never ends"),
+        };
         streamer.flush_partial();
         let current = streamer.current;
         let done = streamer.done;
@@ -950,6 +970,8 @@ impl Emitter<'_> {
 struct Streamer<'a, 'b> {
     marker: String,
     emitter: &'b mut Emitter<'a>,
+    /// The remote script's process id, once it said it.
+    pid: Arc<std::sync::atomic::AtomicU32>,
     buf: Vec<u8>,
     current: Option<usize>,
     started: Option<Instant>,
@@ -958,10 +980,11 @@ struct Streamer<'a, 'b> {
 }
 
 impl<'a, 'b> Streamer<'a, 'b> {
-    fn new(nonce: &str, emitter: &'b mut Emitter<'a>) -> Streamer<'a, 'b> {
+    fn new(nonce: &str, emitter: &'b mut Emitter<'a>, pid: Arc<std::sync::atomic::AtomicU32>) -> Streamer<'a, 'b> {
         Streamer {
             marker: format!("@@{nonce} "),
             emitter,
+            pid,
             buf: Vec::new(),
             current: None,
             started: None,
@@ -1019,6 +1042,11 @@ impl<'a, 'b> Streamer<'a, 'b> {
                     let out = (!out.is_empty()).then_some(out);
                     self.emitter.executed(i, rc, ms, out);
                     self.current = None;
+                }
+            }
+            ["pid", p] => {
+                if let Ok(p) = p.parse::<u32>() {
+                    self.pid.store(p, Ordering::SeqCst);
                 }
             }
             ["done"] => self.done = true,

@@ -295,7 +295,7 @@ pub(crate) async fn unregister(
         });
     }
     // The GitLab part already happened; run the host part for real.
-    crate::engine::execute(session, become_, &HostPlan { tasks }, false, false, host, tx).await
+    crate::engine::execute(session, become_, &HostPlan { tasks }, false, false, host, tx, None).await
 }
 
 /// Unregister a host that cannot be reached: by name, in GitLab only.

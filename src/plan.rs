@@ -142,6 +142,7 @@ impl HostPlan {
         // (an apt install is never cut by a broken pipe), and the script
         // ends at its next word to the controller.
         s.push_str("__log=$(mktemp)\ntrap 'rm -f \"$__log\"; exit 141' PIPE HUP\ntrap 'rm -f \"$__log\"' EXIT\n");
+        let _ = writeln!(s, "echo \"@@{nonce} pid $$\"");
         let eof = format!("BOOTSTRAP_EOF_{nonce}");
         for (i, _, changes) in self.changes() {
             let _ = writeln!(s, "echo '@@{nonce} start {i}'");

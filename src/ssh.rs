@@ -225,8 +225,6 @@ pub struct Session {
     handle: client::Handle<Client>,
     channels: Arc<Semaphore>,
     round_trips: AtomicU32,
-    /// Becomes true on Ctrl-C: running commands get SIGINT.
-    interrupt: Option<tokio::sync::watch::Receiver<bool>>,
     // A ProxyJump connection must live as long as this one.
     _jump: Option<Box<Session>>,
 }
@@ -300,15 +298,9 @@ impl Session {
                 handle,
                 channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
                 round_trips: AtomicU32::new(0),
-                interrupt: None,
                 _jump: jump,
             })
         })
-    }
-
-    /// On Ctrl-C (the watch turns true), send SIGINT to running commands.
-    pub fn set_interrupt(&mut self, rx: tokio::sync::watch::Receiver<bool>) {
-        self.interrupt = Some(rx);
     }
 
     /// Command round trips made on this connection so far.
@@ -347,37 +339,19 @@ impl Session {
         });
         let mut out = Output::default();
         let mut closed = false;
-        let mut interrupt = self.interrupt.clone();
-        let mut signalled = false;
-        loop {
-            let interrupted = async {
-                match interrupt.as_mut() {
-                    Some(rx) => {
-                        let _ = rx.wait_for(|v| *v).await;
-                    }
-                    None => std::future::pending::<()>().await,
+        while let Some(msg) = read.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    on_stdout(&data);
+                    out.stdout.extend_from_slice(&data);
                 }
-            };
-            tokio::select! {
-                msg = read.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => {
-                        on_stdout(&data);
-                        out.stdout.extend_from_slice(&data);
-                    }
-                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => out.stderr.extend_from_slice(&data),
-                    Some(ChannelMsg::ExitStatus { exit_status }) => out.status = Some(exit_status),
-                    Some(ChannelMsg::Close) => {
-                        closed = true;
-                        break;
-                    }
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = interrupted, if !signalled => {
-                    // The remote script finishes its current step, then stops.
-                    let _ = write.signal(russh::Sig::INT).await;
-                    signalled = true;
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                ChannelMsg::Close => {
+                    closed = true;
+                    break;
                 }
+                _ => {}
             }
         }
         let _ = writer.await;

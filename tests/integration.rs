@@ -9,3 +9,4 @@ mod cli;
 mod hosts;
 mod runner;
 mod lifecycle;
+mod faults;

@@ -1,0 +1,273 @@
+//! Faults, on real test hosts: whatever goes wrong mid-run, no host is
+//! left half-configured, no runner is registered twice, and the next apply
+//! converges. Each test injects one fault from outside the tool.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::runner::{apply, config_token, inventory, upload_distro};
+use crate::support::{bin, http, key, net_up, Fixture, GitLab, TestHost};
+
+/// Run `bootstrap apply` with JSON output and call `on_event` for each
+/// event as it comes; `on_event` returns true to stop reading. Returns the
+/// child (still running or not) so the test can signal it.
+fn apply_streaming(
+    f: &Fixture,
+    env: &[(&str, &str)],
+    args: &[&str],
+    mut on_event: impl FnMut(&serde_json::Value, u32) -> bool,
+) -> (std::process::Child, Vec<String>) {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(&f.dir)
+        .args(["apply", "hosts.yml", "--output", "json", "--known-hosts"])
+        .arg(f.dir.join("known_hosts"))
+        .args(args)
+        .env("HOME", &f.dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("bootstrap starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        lines.push(line.trim_end().to_string());
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if on_event(&v, child.id()) {
+                break;
+            }
+        }
+        line.clear();
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    (child, lines)
+}
+
+/// Files the runner playbook manages, each checked to be whole (parses).
+fn managed_files_whole(h: &TestHost) {
+    let o = h.sh(
+        "set -e; for f in /etc/gitlab-runner/config.toml; do [ ! -e $f ] || python3 -c \"import tomllib,sys; tomllib.load(open('$f','rb'))\"; done; \
+         [ ! -e /etc/docker/daemon.json ] || python3 -c \"import json; json.load(open('/etc/docker/daemon.json'))\"; \
+         [ ! -e /usr/local/bin/gitlab-runner ] || cmp -s /usr/local/bin/gitlab-runner /dev/stdin < /dev/null || head -c2 /usr/local/bin/gitlab-runner | grep -q '#!'",
+    );
+    assert!(o.status.success(), "a managed file is not whole: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn connection_dropped_at_every_step_then_converges_with_one_runner() {
+    net_up();
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    inventory(&f, &[("drop", &h)], &gitlab, &upload_distro());
+    let env = [("GITLAB_TOKEN", gitlab.admin_token.as_str())];
+    // Kill the host's SSH session when task k starts, for k = 0, 1, ...
+    // Each run gets further; the host is never left with a broken file.
+    let mut cut_at = 0u64;
+    let mut cuts = 0;
+    for _ in 0..40 {
+        let mut killed_at = None;
+        let (mut child, _lines) = apply_streaming(&f, &env, &[], |ev, _| {
+            if ev["event"] == "task_start" && ev["task"].as_u64().unwrap_or(0) >= cut_at {
+                h.sh("pkill -KILL -f '^sshd: deploy' || true");
+                killed_at = ev["task"].as_u64();
+                return true;
+            }
+            false
+        });
+        let status = child.wait().expect("bootstrap ends");
+        managed_files_whole(&h);
+        match killed_at {
+            // Cut while the host was working: a failure, reported as such.
+            Some(k) if !status.success() => {
+                cuts += 1;
+                cut_at = k + 1;
+            }
+            // Cut after the host's last step (only reporting was left), or
+            // never cut: the run is complete.
+            _ => break,
+        }
+    }
+    assert!(cuts >= 10, "the connection was cut at {cuts} steps");
+    let r = apply(&f, &gitlab, &[]);
+    assert_eq!(r.code, 0, "the next apply converges:\n{}", r.all());
+    let again = apply(&f, &gitlab, &[]);
+    assert_eq!(again.recap("drop").1, 0, "{}", again.all());
+    assert_eq!(gitlab.runners().len(), 1, "exactly one runner: {:?}", gitlab.runners());
+    assert_eq!(gitlab.runners()[0]["token"].as_str().map(str::to_string), Some(config_token(&h)));
+    assert_eq!(h.read("ls -a /etc/gitlab-runner /etc/docker /usr/local/bin | grep -c '^.bootstrap' || true").trim(), "0");
+}
+
+#[test]
+fn controller_killed_or_interrupted_mid_apply() {
+    let hosts: Vec<TestHost> = (0..5).map(|_| TestHost::up()).collect();
+    let f = Fixture::new();
+    f.trust(&hosts.iter().collect::<Vec<_>>());
+    let mut inv = format!("all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n", key().display());
+    for (i, h) in hosts.iter().enumerate() {
+        inv.push_str(&format!("    h{i}: {{ansible_host: {}}}\n", h.address));
+    }
+    f.write("hosts.yml", &inv);
+    let mut pb = String::from("- hosts: all\n  tasks:\n");
+    // Each step records itself and its mark in one go: a step that ran is
+    // never run again, so any gap or repeat would show a step cut in half.
+    for i in 0..6 {
+        pb.push_str(&format!(
+            "    - name: step {i}\n      shell: {{cmd: 'sleep 0.3; echo {i} >> /var/tmp/steps; touch /var/tmp/done-{i}', creates: /var/tmp/done-{i}}}\n"
+        ));
+    }
+    f.write("site.yml", &pb);
+
+    // SIGKILL: every host is untouched or consistently partly applied.
+    let (mut child, _) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
+        if ev["event"] == "task_start" && ev["task"].as_u64() == Some(2) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            return true;
+        }
+        false
+    });
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    for h in &hosts {
+        // Steps run in order and each mark follows its step: no gaps.
+        let steps = h.read("cat /var/tmp/steps 2>/dev/null || true");
+        let n = steps.lines().count();
+        let expect: String = (0..n).map(|i| format!("{i}\n")).collect();
+        assert_eq!(steps, expect, "steps out of order on {}", h.name);
+    }
+    let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for h in &hosts {
+        assert_eq!(h.read("cat /var/tmp/steps"), "0\n1\n2\n3\n4\n5\n", "each step ran exactly once on {}", h.name);
+    }
+
+    // Ctrl-C: hosts finish their current step, nothing new starts, the
+    // recap is printed, exit status 130.
+    for h in &hosts {
+        h.read("rm -f /var/tmp/steps /var/tmp/done-*");
+    }
+    let (mut child, mut lines) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
+        if ev["event"] == "task_start" && ev["task"].as_u64() == Some(1) {
+            let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+            return true;
+        }
+        false
+    });
+    let status = child.wait().expect("ends");
+    assert_eq!(status.code(), Some(130), "interrupted");
+    let _ = &mut lines;
+    for h in &hosts {
+        let steps = h.read("cat /var/tmp/steps 2>/dev/null || true");
+        assert!(steps.lines().count() < 6, "Ctrl-C stopped the run on {}: {steps}", h.name);
+        let n = steps.lines().count();
+        let marks = h.read("ls /var/tmp | grep -c '^done-' || true").trim().parse::<usize>().unwrap_or(99);
+        assert_eq!(marks, n, "a started step was finished whole on {} (steps {n}, marks {marks})", h.name);
+    }
+    let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for h in &hosts {
+        assert_eq!(h.read("cat /var/tmp/steps"), "0\n1\n2\n3\n4\n5\n");
+    }
+}
+
+#[test]
+fn gitlab_errors_retries_and_timeouts() {
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    // The playbook stops before Docker (a failing assertion after the
+    // registration would be too late): registration is all we look at here.
+    inventory(&f, &[("r", &h)], &gitlab, &upload_distro());
+    let fault = |body: &str| http("POST", &format!("{}/_standin/faults", gitlab.url()), &[], Some(body));
+    // 500 twice, then 201: retried, one runner.
+    fault(r#"{"method":"POST","path":"/api/v4/user/runners","count":2,"status":500}"#);
+    let r = f.run_env(&["apply", "hosts.yml", "--check"], &[("GITLAB_TOKEN", &gitlab.admin_token)]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let t0 = Instant::now();
+    net_up();
+    let r = apply(&f, &gitlab, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(gitlab.runners().len(), 1, "{:?}", gitlab.runners());
+    let _ = t0;
+    // GitLab hangs: bounded by the timeout, a clear message, nothing changed.
+    h.read("sed -i 's/^concurrent = .*/concurrent = 7/' /etc/gitlab-runner/config.toml");
+    fault(r#"{"method":"POST","path":"/api/v4/runners/verify","count":5,"delay":6}"#);
+    let t0 = Instant::now();
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", &gitlab.admin_token), ("BOOTSTRAP_GITLAB_TIMEOUT", "2")]);
+    let took = t0.elapsed();
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("no answer within 2s"), "{}", r.stdout);
+    assert!(took < Duration::from_secs(30), "bounded: took {took:?}");
+    assert!(h.read("grep ^concurrent /etc/gitlab-runner/config.toml").contains('7'), "nothing changed");
+    assert_eq!(gitlab.runners().len(), 1);
+}
+
+#[test]
+fn mirror_unreachable_from_one_host_fails_that_host_only() {
+    net_up();
+    let good = TestHost::up();
+    let bad = TestHost::up();
+    let f = Fixture::new();
+    f.trust(&[&good, &bad]);
+    // On `bad`, the mirror's name points at a closed port.
+    bad.read("sed -i -E 's/^[0-9.]+([[:space:]]+[^[:space:]]*deb[^[:space:]]*)$/127.0.0.1\\1/' /etc/hosts");
+    f.write(
+        "hosts.yml",
+        &format!(
+            "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n    good: {{ansible_host: {}}}\n    bad: {{ansible_host: {}}}\n",
+            key().display(),
+            good.address,
+            bad.address
+        ),
+    );
+    f.write("site.yml", "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, update_cache: yes}\n");
+    let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.recap("good").1, 1, "{}", r.all());
+    assert_eq!(r.recap("bad").2, 1, "{}", r.all());
+    assert!(r.stdout.contains("apt-get update could not download the package lists"), "{}", r.stdout);
+}
+
+#[test]
+fn full_disk_keeps_the_old_config() {
+    net_up();
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    inventory(&f, &[("full", &h)], &gitlab, &upload_distro());
+    assert_eq!(apply(&f, &gitlab, &[]).code, 0);
+    let before = h.read("cat /etc/gitlab-runner/config.toml");
+    // A tiny, full file system over /etc/gitlab-runner, holding the file.
+    h.read(
+        "set -e; cp -a /etc/gitlab-runner /root/glr; mount -t tmpfs -o size=64k,mode=0700 tmpfs /etc/gitlab-runner; \
+         cp -a /root/glr/. /etc/gitlab-runner/; sed -i 's/^concurrent = .*/concurrent = 5/' /etc/gitlab-runner/config.toml; \
+         dd if=/dev/zero of=/etc/gitlab-runner/filler bs=4k 2>/dev/null || true",
+    );
+    let drifted = h.read("cat /etc/gitlab-runner/config.toml");
+    let r = apply(&f, &gitlab, &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("failed: [full] runner registered in GitLab, config.toml"), "{}", r.stdout);
+    assert!(r.stdout.contains("No space left on device"), "{}", r.stdout);
+    assert_eq!(h.read("cat /etc/gitlab-runner/config.toml"), drifted, "the old file is intact");
+    assert_eq!(h.read("ls -a /etc/gitlab-runner | grep -c '^.bootstrap' || true").trim(), "0", "no temporary file left");
+    h.read("rm -f /etc/gitlab-runner/filler");
+    let r = apply(&f, &gitlab, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(h.read("cat /etc/gitlab-runner/config.toml"), before);
+    assert_eq!(gitlab.runners().len(), 1);
+    h.read("umount /etc/gitlab-runner");
+}
