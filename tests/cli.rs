@@ -153,10 +153,10 @@ fn missing_playbook_file() {
 #[test]
 fn every_subcommand_has_help_with_an_example() {
     let f = Fixture::new();
-    for sub in ["apply", "ping", "facts"] {
+    for sub in ["apply", "check", "verify", "unregister", "ping", "facts"] {
         let r = f.run(&[sub, "--help"]);
         assert_eq!(r.code, 0);
-        assert!(r.stdout.contains("Example:") && r.stdout.contains(&format!("bootstrap {sub}")), "{}", r.stdout);
+        assert!(r.stdout.contains("Example") && r.stdout.contains(&format!("bootstrap {sub}")), "{}", r.stdout);
     }
 }
 
@@ -171,4 +171,32 @@ fn unreachable_host_fails_fast_with_exit_4() {
     let r = f.run(&["ping", "hosts.yml", "--connect-timeout", "3"]);
     assert_eq!(r.code, 4, "{}", r.all());
     assert_eq!(r.recap("gone"), (0, 0, 0, 1));
+}
+
+#[test]
+fn non_utf8_inventory_names_the_place() {
+    let f = Fixture::new();
+    let s = Sentinel::new();
+    let mut bytes = format!("all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n      ansible_port: {}\n      note: ", s.port()).into_bytes();
+    bytes.extend_from_slice(b"caf\xe9\n");
+    std::fs::write(f.dir.join("hosts.yml"), bytes).expect("write");
+    expect_bad_input(&f, &s, &["ping", "hosts.yml"], &["hosts.yml:6:", "not valid UTF-8"]);
+}
+
+#[test]
+fn conflicting_group_vars_follow_ansible_precedence() {
+    // A host in two groups with conflicting vars: no error; the deeper
+    // group wins, then the later name, as in Ansible.
+    let f = Fixture::new();
+    let s = Sentinel::new();
+    f.write(
+        "hosts.yml",
+        &format!(
+            "all:\n  children:\n    alpha:\n      vars: {{ansible_port: 1}}\n      hosts: {{web1: }}\n    beta:\n      vars: {{ansible_port: {}}}\n      hosts: {{web1: {{ansible_host: 127.0.0.1}}}}\n",
+            s.port()
+        ),
+    );
+    let r = f.run(&["ping", "hosts.yml", "--connect-timeout", "2"]);
+    assert!(r.code == 4 || r.code == 2, "{}", r.all());
+    assert!(s.contacted(), "beta's port (later name at the same depth) was used");
 }

@@ -10,3 +10,4 @@ mod hosts;
 mod runner;
 mod lifecycle;
 mod faults;
+mod secrets;
