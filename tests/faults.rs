@@ -271,3 +271,81 @@ fn full_disk_keeps_the_old_config() {
     assert_eq!(gitlab.runners().len(), 1);
     h.read("umount /etc/gitlab-runner");
 }
+
+/// An nft table of the test's own that drops everything sent to `addrs`:
+/// a black hole (nothing leaves the machine). Removed on drop.
+struct BlackHole;
+
+impl BlackHole {
+    fn new(addrs: &[&str]) -> BlackHole {
+        let rules = format!(
+            "table inet bootstrap_test_blackhole {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {{ {} }} drop\n }}\n}}\n",
+            addrs.join(", ")
+        );
+        let mut child = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("nft");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(rules.as_bytes()).expect("write rules");
+        }
+        assert!(child.wait().expect("nft").success(), "nft table");
+        BlackHole
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        let _ = Command::new("nft").args(["delete", "table", "inet", "bootstrap_test_blackhole"]).status();
+    }
+}
+
+#[test]
+fn fifty_hosts_five_unreachable_the_rest_converge() {
+    let _hole = BlackHole::new(&["10.251.254.1", "10.251.254.2"]);
+    // 45 real hosts, booted a few at a time.
+    let mut hosts: Vec<TestHost> = Vec::new();
+    for _ in 0..5 {
+        let batch: Vec<TestHost> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..9).map(|_| s.spawn(TestHost::up)).collect();
+            handles.into_iter().map(|h| h.join().expect("boot")).collect()
+        });
+        hosts.extend(batch);
+    }
+    let f = Fixture::new();
+    f.trust(&hosts.iter().collect::<Vec<_>>());
+    let closed: Vec<u16> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port())
+        .collect();
+    let mut inv = format!("all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n", key().display());
+    for (i, h) in hosts.iter().enumerate() {
+        inv.push_str(&format!("    h{i:02}: {{ansible_host: {}}}\n", h.address));
+    }
+    for (i, p) in closed.iter().enumerate() {
+        inv.push_str(&format!("    closed{i}: {{ansible_host: 127.0.0.1, ansible_port: {p}}}\n"));
+    }
+    inv.push_str("    hole1: {ansible_host: 10.251.254.1}\n    hole2: {ansible_host: 10.251.254.2}\n");
+    f.write("hosts.yml", &inv);
+    f.write(
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - user: {name: fleet}\n    - copy: {dest: /etc/fleet, content: \"{{ inventory_hostname }}\\n\", mode: \"0600\"}\n",
+    );
+    let r = f.run(&["apply", "hosts.yml", "-p", "site.yml", "--forks", "50", "--connect-timeout", "3", "--output", "json"]);
+    assert_eq!(r.code, 4, "{}", r.all());
+    let recap: serde_json::Value = serde_json::from_str(r.stdout.lines().last().expect("recap")).expect("json");
+    let counts = recap["hosts"].as_object().expect("hosts");
+    assert_eq!(counts.len(), 50);
+    let unreachable: Vec<&String> = counts.iter().filter(|(_, c)| c["unreachable"] == 1).map(|(h, _)| h).collect();
+    assert_eq!(unreachable.len(), 5, "{unreachable:?}");
+    assert!(unreachable.iter().all(|h| h.starts_with("closed") || h.starts_with("hole")));
+    assert_eq!(counts.iter().filter(|(_, c)| c["changed"] == 2).count(), 45);
+    // The unreachable ones gave up within the connect timeout, not minutes.
+    for line in r.stdout.lines().filter(|l| l.contains("\"host_end\"")) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        if v["status"] == "unreachable" {
+            assert!(v["elapsed_ms"].as_u64().unwrap_or(u64::MAX) < 10_000, "{line}");
+        }
+    }
+    for (i, h) in hosts.iter().enumerate().step_by(11) {
+        assert_eq!(h.read("cat /etc/fleet"), format!("h{i:02}\n"));
+    }
+}
