@@ -100,6 +100,10 @@ pub struct CommonArgs {
     /// separated; `!x` excludes, `&x` intersects.
     #[arg(long, short = 'l', value_name = "PATTERN")]
     pub limit: Option<String>,
+    /// Work on a stable slice of the selected hosts: `--shard 2/4` is the second of four,
+    /// for N parallel CI jobs (each host falls in exactly one slice, by a hash of its name).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// How many hosts to work on at once.
     #[arg(long, short = 'f', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub forks: u16,

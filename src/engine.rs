@@ -99,6 +99,8 @@ pub struct Options {
     pub ssh_config: Option<PathBuf>,
     /// Delete same-named stale runners in GitLab before registering.
     pub replace: bool,
+    /// `--shard I/N`: (I, N), 1-based.
+    pub shard: Option<(u32, u32)>,
     pub serial: Option<Serial>,
 }
 
@@ -156,8 +158,16 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     if let Some(ph) = &play_hosts {
         selected.retain(|h| ph.iter().any(|hosts| hosts.contains(h)));
     }
+    if let Some((i, n)) = opts.shard {
+        selected.retain(|h| shard_of(h, n) == i);
+    }
     if selected.is_empty() {
-        return Err(InputError::new("no host matches the inventory, the plays' `hosts:` and --limit together").into());
+        if opts.shard.is_some() {
+            // A small fleet split many ways: this slice is simply empty.
+            selected = Vec::new();
+        } else {
+            return Err(InputError::new("no host matches the inventory, the plays' `hosts:` and --limit together").into());
+        }
     }
     let ssh_config = load_ssh_config(opts.ssh_config.as_deref())?;
     let redactor = Redactor::default();
@@ -305,6 +315,26 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         diff: opts.diff,
         forks: opts.forks.max(1),
     })
+}
+
+/// Which of `n` shards (1-based) a host belongs to: a hash of its name, so
+/// the slices stay the same whatever the inventory's order or other hosts.
+pub fn shard_of(host: &str, n: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(host.as_bytes());
+    let v = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    v % n.max(1) + 1
+}
+
+/// Parse `I/N` (1 <= I <= N).
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("--shard takes I/N with 1 <= I <= N, like 2/4, not `{s}`");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (i.trim().parse::<u32>().map_err(|_| bad())?, n.trim().parse::<u32>().map_err(|_| bad())?);
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 /// Download a small file (an apt key) on the controller.
@@ -1056,5 +1086,34 @@ impl<'a, 'b> Streamer<'a, 'b> {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_hosts_exactly_once_and_stably() {
+        let hosts: Vec<String> = (0..200).map(|i| format!("runner-{i}")).collect();
+        let mut seen = std::collections::HashMap::new();
+        for h in &hosts {
+            let s = shard_of(h, 4);
+            assert!((1..=4).contains(&s));
+            *seen.entry(s).or_insert(0) += 1;
+            assert_eq!(shard_of(h, 4), s, "stable");
+        }
+        assert_eq!(seen.values().sum::<i32>(), 200);
+        assert!(seen.values().all(|n| *n > 25), "roughly even: {seen:?}");
+        assert_eq!(parse_shard("2/4").unwrap(), (2, 4));
+        assert!(parse_shard("0/4").is_err() && parse_shard("5/4").is_err() && parse_shard("x").is_err());
+    }
+
+    #[test]
+    fn serial_batches() {
+        assert_eq!(Serial::parse("2").unwrap().batch(10), 2);
+        assert_eq!(Serial::parse("25%").unwrap().batch(10), 2);
+        assert_eq!(Serial::parse("1%").unwrap().batch(10), 1);
+        assert!(Serial::parse("0").is_err() && Serial::parse("101%").is_err());
     }
 }

@@ -74,6 +74,15 @@ async fn run(cli: Cli) -> u8 {
         Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, "facts"),
     };
     let mut opts = options(mode, &common, playbook, diff);
+    if let Some(s) = &common.shard {
+        match engine::parse_shard(s) {
+            Ok(v) => opts.shard = Some(v),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BAD_INPUT;
+            }
+        }
+    }
     opts.replace = replace;
     opts.serial = serial;
     let prepared = match engine::prepare(&opts).await {
@@ -112,5 +121,6 @@ fn options(mode: Mode, c: &CommonArgs, playbook: Option<PathBuf>, diff: bool) ->
         ssh_config: c.ssh_config.clone(),
         replace: false,
         serial: None,
+        shard: None,
     }
 }

@@ -200,3 +200,30 @@ fn conflicting_group_vars_follow_ansible_precedence() {
     assert!(r.code == 4 || r.code == 2, "{}", r.all());
     assert!(s.contacted(), "beta's port (later name at the same depth) was used");
 }
+
+#[test]
+fn shards_partition_the_hosts() {
+    let f = Fixture::new();
+    let s = Sentinel::new();
+    let port = s.port();
+    drop(s);
+    let mut inv = String::from("all:\n  hosts:\n");
+    for i in 0..12 {
+        inv.push_str(&format!("    r{i}: {{ansible_host: 127.0.0.1, ansible_port: {port}}}\n"));
+    }
+    f.write("hosts.yml", &inv);
+    let mut all: Vec<String> = Vec::new();
+    for i in 1..=3 {
+        let r = f.run(&["ping", "hosts.yml", "--shard", &format!("{i}/3"), "--output", "json", "--connect-timeout", "2"]);
+        let start: serde_json::Value = serde_json::from_str(r.stdout.lines().next().expect("start")).expect("json");
+        let hosts: Vec<String> = start["hosts"].as_array().expect("hosts").iter().map(|h| h.as_str().unwrap_or("").to_string()).collect();
+        assert!(!hosts.is_empty() && hosts.len() < 12, "shard {i}: {hosts:?}");
+        all.extend(hosts);
+    }
+    all.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    want.sort();
+    assert_eq!(all, want, "every host in exactly one shard");
+    let r = f.run(&["ping", "hosts.yml", "--shard", "4/3"]);
+    assert_eq!(r.code, 5);
+}
