@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// Test hosts booted by this process: their network indexes.
+static HOSTS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,11 +56,12 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn up() -> TestHost {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let n = HOSTS.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 100, "the suite boots at most 100 hosts (indexes 0-99)");
         let pid = std::process::id();
         let name = format!("bt{}x{n}", pid % 10000);
         // Indexes 0-99 are the tests'; bench/ uses 100-199, scripts/local-run 200.
-        let index = (pid as usize % 50 + n) % 100;
+        let index = (pid as usize % 20 + n) % 100;
         let out = Command::new(testhost())
             .args(["up", &name, &index.to_string()])
             .arg(key().with_extension("pub"))
