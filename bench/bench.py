@@ -615,6 +615,7 @@ class Report:
                 "rt_max": max(g("rt_max")) if g("rt_max") else None,
                 "changed": median(g("changed")),
                 "other_cpu_s": median(g("other_cpu_s")),
+                "guests_cpu_s": median(g("guests_cpu_s")),
                 "busy": median(g("machine_busy_pct")),
                 "load1": median(g("load1")),
             }
@@ -705,7 +706,8 @@ class Report:
         L = []
         title = "bench/run --quick" if self.quick else "bootstrap vs ansible-playbook vs pyinfra"
         L.append(f"# {title}\n")
-        L.append(f"Written {meta_now['date']} by `{' '.join(argv)}`. Every figure is the median of the "
+        L.append(f"Measured by the runs listed under \"Machine and load\" (results of later runs replace those of "
+                 f"earlier ones for the same workload and N); written {meta_now['date']}. Every figure is the median of the "
                  "repetitions (wall time of the tool's command; boot of the test hosts not included). "
                  "`a : b` ratios are peer time / bootstrap time (how many times faster bootstrap is). "
                  "CPU: user+sys of every controller process the tool started (cpuacct cgroup; includes "
@@ -735,6 +737,17 @@ class Report:
                 else f"{int(r['bootstrap_round_trips_min'])}-{int(r['bootstrap_round_trips_max'])}")
             L.append(f"| {r['workload']} | {r['n']} | {r['run']} | {rt} | {fnum(r['bootstrap_peak_rss_mib'], 1)} | "
                      f"{fnum(r['ansible_peak_rss_mib'], 0)} / {fnum(r['pyinfra_peak_rss_mib'], 0)} |")
+        L.append("")
+        L.append("## CPU spent on the test hosts\n")
+        L.append("The test hosts run on the controller's own cores: when they are busy (sshd's key exchanges, "
+                 "the peers' Python modules on the hosts), the wall times above measure the machine as much as "
+                 "the tool. Seconds of CPU of all N hosts together during the run (cpuacct cgroups of the hosts):\n")
+        L.append("| workload | N | run | bootstrap | ansible-playbook | pyinfra |")
+        L.append("|---|---:|---|---:|---:|---:|")
+        for (wk, n, kind) in sorted({(w, n, k) for (w, n, t, k) in agg}, key=lambda k: (k[0], k[2] != "first", k[1])):
+            c = [agg.get((wk, n, t, kind), {}).get("guests_cpu_s") for t in TOOLS]
+            L.append(f"| {wk} ({WORKLOADS[wk].name}) | {n} | {'first' if kind == 'first' else 're-run'} | "
+                     + " | ".join(fnum(x) for x in c) + " |")
         L.append("")
         if chart:
             L.append(f"![time against N]({os.path.basename(chart)})\n")
@@ -874,6 +887,8 @@ def main():
                     help="workload b: let every host download its packages from the mirror on its first run "
                          "(default: put the .debs into each fresh host's apt cache before the timed run)")
     ap.add_argument("--keep-workdir", action="store_true", help="keep the logs of every run (printed at the end)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: write results.md, results.csv and chart.png again from the samples in --out")
     args = ap.parse_args()
     argv_str = "bench/run " + " ".join(sys.argv[1:])
 
@@ -901,6 +916,13 @@ def main():
         raise SystemExit(f"bench: no bootstrap binary at {args.bootstrap} (cargo build --release)")
     if not os.path.isdir(CPUACCT):
         raise SystemExit(f"bench: no cpuacct cgroup hierarchy at {CPUACCT}")
+
+    if args.report_only:
+        report = Report(out_dir, args.quick)
+        report.load_previous(set())
+        report.write({"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}, [])
+        log(f"results in {out_dir}")
+        return 0
 
     started = time.monotonic()
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
