@@ -645,6 +645,7 @@ class Report:
             row = {"workload": f"{wk} ({WORKLOADS[wk].name})", "n": n, "run": "first" if kind == "first" else "re-run"}
             a = {t: agg.get((wk, n, t, kind)) for t in TOOLS}
             row["reps"] = min((x["reps"] for x in a.values() if x), default=0)
+            row["reps_by_tool"] = {t: x["reps"] for t, x in a.items() if x}
             for t in TOOLS:
                 row[f"{t}_wall_s"] = a[t]["wall_s"] if a[t] else None
                 row[f"{t}_cpu_s"] = a[t]["cpu_s"] if a[t] else None
@@ -726,6 +727,11 @@ class Report:
                      f"{fnum(r['ansible_wall_s'])} | {fnum(r['pyinfra_wall_s'])} | {ratio(r['ansible_over_bootstrap'])} | "
                      f"{ratio(r['pyinfra_over_bootstrap'])} | {fnum(r['bootstrap_cpu_s'], 3)} | {fnum(r['ansible_cpu_s'])} | "
                      f"{fnum(r['pyinfra_cpu_s'])} |")
+        uneven = [f"({r['workload'][0]}) N={r['n']} {r['run']}: " + ", ".join(f"{TOOL_LABEL[t]} {k}" for t, k in r["reps_by_tool"].items())
+                  for r in table if len(set(r["reps_by_tool"].values())) > 1]
+        if uneven:
+            L.append("\nNot every tool has the same number of repetitions in: " + "; ".join(uneven)
+                     + " (see the runs' notes below).")
         L.append("")
         L.append("## bootstrap: round trips and memory\n")
         L.append("| workload | N | run | SSH round trips per host after connecting (min-max) | controller peak RSS MiB "
@@ -764,7 +770,8 @@ class Report:
         L.append("## Machine and load\n")
         runs = sorted(self.runs.values(), key=lambda m: m["date"])
         for m in runs:
-            L.append(f"- run {m['run_id']} ({m['date']}, `{m['argv']}`, {m.get('duration', '?')}): "
+            note = f" **{m['note']}**" if m.get("note") else ""
+            L.append(f"- run {m['run_id']} ({m['date']}, `{m['argv']}`, {m.get('duration', '?')}){note}: "
                      f"{m['machine'].get('cpu', '?')}, {m['machine'].get('cores')} cores, "
                      f"{m['machine'].get('mem_gib')} GiB, {m['machine'].get('os', '')}, kernel {m['machine'].get('kernel')}")
             v = m["versions"]
@@ -926,7 +933,11 @@ def main():
 
     started = time.monotonic()
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    workdir = tempfile.mkdtemp(prefix="bootstrap-bench.", dir="/var/tmp")
+    for old in os.listdir("/var/tmp"):      # work dirs of runs that were killed
+        m = re.fullmatch(r"bootstrap-bench\.(\d+)\.\w+", old)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(os.path.join("/var/tmp", old), ignore_errors=True)
+    workdir = tempfile.mkdtemp(prefix=f"bootstrap-bench.{os.getpid()}.", dir="/var/tmp")
     key = os.path.join(workdir, "id_ed25519")
     sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bootstrap-bench", "-f", key])
     fleet = Fleet(workdir, key + ".pub", args.boot_parallel, os.environ.get("BENCH_ALIVE_FILE"))
@@ -957,6 +968,8 @@ def main():
             rc = full(fleet, tl, report, run_id, wls, ns, reps, tools, workdir, args)
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); tearing down")
+        if run_id in report.runs:
+            report.runs[run_id]["note"] = f"interrupted ({e}); the measurement under way is lost"
         rc = 130
     finally:
         for session in list(ACTIVE_SESSIONS):
@@ -1046,7 +1059,7 @@ def quick(fleet, tl, report, run_id, wls, tools, workdir, args):
         everyone = [h for t in tools for h in groups[t]]
         t0 = time.monotonic()
         fleet.up(everyone)
-        fleet.settle(everyone)
+        fleet.settle(everyone, max_wait=0)      # no wait for a quiet machine: quick mode times nothing
         debs = None
         if w.seed_packages and not args.no_seed_debs:
             debs = cached_debs(w)
