@@ -679,17 +679,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
         counts = c;
         let rt = session.round_trips();
         session.close().await;
-        let status = if lost.is_some() {
-            counts.unreachable = 1;
-            HostStatus::Unreachable
-        } else if failed {
-            counts.failed = 1;
-            HostStatus::Failed
-        } else if counts.changed > 0 {
-            HostStatus::Changed
-        } else {
-            HostStatus::Ok
-        };
+        let status = counts.finish(lost.is_some(), failed);
         let msg = lost.or_else(|| (reg.is_none() && sh.mode == Mode::Unregister).then(|| "the playbook registers no runner: nothing to unregister".to_string()));
         send(end(status, rt, msg));
         return counts;
@@ -750,17 +740,7 @@ async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>) 
     }
     let rt = session.round_trips();
     session.close().await;
-    let status = if ex.lost.is_some() {
-        counts.unreachable = 1;
-        HostStatus::Unreachable
-    } else if ex.failed {
-        counts.failed = 1;
-        HostStatus::Failed
-    } else if counts.changed > 0 {
-        HostStatus::Changed
-    } else {
-        HostStatus::Ok
-    };
+    let status = counts.finish(ex.lost.is_some(), ex.failed);
     send(end(status, rt, ex.lost));
     counts
 }
@@ -921,15 +901,7 @@ impl Emitter<'_> {
             }
             _ => (Vec::new(), None),
         };
-        match status {
-            TaskStatus::Ok => self.counts.ok += 1,
-            TaskStatus::Changed => {
-                self.counts.ok += 1;
-                self.counts.changed += 1;
-            }
-            TaskStatus::Skipped => self.counts.skipped += 1,
-            TaskStatus::Failed => self.failed = true,
-        }
+        self.failed |= self.counts.record(status);
         self.send(Event::TaskEnd {
             host: self.host.to_string(),
             task: i,

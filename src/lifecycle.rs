@@ -38,15 +38,7 @@ impl Reporter<'_> {
         let i = self.next;
         self.next += 1;
         let _ = self.tx.send(Event::TaskStart { host: self.host.to_string(), task: i, name: name.to_string() });
-        match status {
-            TaskStatus::Ok => self.counts.ok += 1,
-            TaskStatus::Changed => {
-                self.counts.ok += 1;
-                self.counts.changed += 1;
-            }
-            TaskStatus::Skipped => self.counts.skipped += 1,
-            TaskStatus::Failed => self.failed = true,
-        }
+        self.failed |= self.counts.record(status);
         let _ = self.tx.send(Event::TaskEnd {
             host: self.host.to_string(),
             task: i,

@@ -42,6 +42,38 @@ pub struct Counts {
     pub skipped: u32,
 }
 
+impl Counts {
+    /// Count one task's outcome, as Ansible's recap does (`ok` includes
+    /// changed tasks). Returns whether the task failed.
+    pub fn record(&mut self, status: TaskStatus) -> bool {
+        match status {
+            TaskStatus::Ok => self.ok += 1,
+            TaskStatus::Changed => {
+                self.ok += 1;
+                self.changed += 1;
+            }
+            TaskStatus::Skipped => self.skipped += 1,
+            TaskStatus::Failed => return true,
+        }
+        false
+    }
+
+    /// The host's status at its end; marks `failed`/`unreachable` here.
+    pub fn finish(&mut self, lost: bool, failed: bool) -> HostStatus {
+        if lost {
+            self.unreachable = 1;
+            HostStatus::Unreachable
+        } else if failed {
+            self.failed = 1;
+            HostStatus::Failed
+        } else if self.changed > 0 {
+            HostStatus::Changed
+        } else {
+            HostStatus::Ok
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
