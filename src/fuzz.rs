@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::facts::FactRequest;
+use crate::plan::facts::FactRequest;
 use crate::inventory::Inventory;
 use crate::playbook::Playbook;
 use crate::template::Templates;
@@ -49,9 +49,8 @@ proptest! {
     #[test]
     fn inventory_structured_never_panics(src in yamlish()) {
         if let Ok(inv) = Inventory::parse(Path::new("h.yml"), &src) {
-            let t = Templates::new(vec![]);
             for h in inv.hosts.values() {
-                let _ = inv.connection(h, &t);
+                let _ = inv.connection(h);
             }
             let _ = inv.select("web*:!db:&all");
         }
@@ -68,7 +67,8 @@ proptest! {
             let inv = Inventory::parse(Path::new("h.yml"), "all:\n  hosts:\n    web1:\n").expect("inventory");
             let t = Templates::new(vec![]);
             if let Ok(ph) = pb.play_hosts(&inv) {
-                let _ = pb.compile(&inv, "web1", &ph, &t, None, true);
+                let env = crate::playbook::CompileEnv { inv: &inv, play_hosts: &ph, templates: &t, diff: true };
+                let _ = pb.compile("web1", None, &env);
             }
         }
     }
@@ -97,6 +97,6 @@ proptest! {
             FactRequest::User("u".into()),
             FactRequest::Guard("true".into()),
         ].into_iter().collect();
-        let _ = crate::probe::parse("N", &reqs, &out);
+        let _ = crate::plan::probe::parse("N", &reqs, &out);
     }
 }

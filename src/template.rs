@@ -8,11 +8,60 @@
 //! evaluates to the expression's own type, as in Ansible, so a list variable
 //! stays a list.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use minijinja::value::{Serde, Value};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
+
+/// Variables: names to JSON values (YAML converted).
+pub type Vars = Map<String, Json>;
+
+/// Variables in layers, later layers winning, seen by templates as one
+/// mapping. Layers are shared, not copied: every task of a host sees the
+/// inventory's `groups` through the same layer, so memory does not grow
+/// with tasks times hosts.
+#[derive(Clone, Default)]
+pub struct Scope<'a> {
+    layers: Vec<&'a Vars>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(layers: Vec<&'a Vars>) -> Scope<'a> {
+        Scope { layers }
+    }
+
+    /// This scope with `layer` on top.
+    pub fn with(&self, layer: &'a Vars) -> Scope<'a> {
+        let mut layers = self.layers.clone();
+        layers.push(layer);
+        Scope { layers }
+    }
+
+    /// The value of `name`, from the topmost layer that has it.
+    #[cfg(test)]
+    pub fn get(&self, name: &str) -> Option<&'a Json> {
+        self.layers.iter().rev().find_map(|l| l.get(name))
+    }
+}
+
+impl Serialize for Scope<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut map = serializer.serialize_map(None)?;
+        for layer in self.layers.iter().rev() {
+            for (k, v) in layer.iter() {
+                if seen.insert(k.as_str()) {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
 
 /// Templates built into the binary, used when the playbook's folder has no
 /// file of that name.
@@ -59,7 +108,7 @@ impl Templates {
         env.add_filter("bool", to_bool);
         env.add_filter("mandatory", mandatory);
         env.add_filter("pin", pin);
-        env.add_filter("quote", |s: String| crate::shell::quote(&s));
+        env.add_filter("quote", |s: String| crate::transport::shell::quote(&s));
         Templates { env }
     }
 
@@ -69,7 +118,7 @@ impl Templates {
     }
 
     /// Render a template given inline.
-    pub fn render_str(&self, src: &str, ctx: &Json) -> Result<String, String> {
+    pub fn render_str<C: Serialize + ?Sized>(&self, src: &str, ctx: &C) -> Result<String, String> {
         if !Templates::is_template(src) {
             return Ok(src.to_string());
         }
@@ -77,7 +126,7 @@ impl Templates {
     }
 
     /// Render the template file `name`.
-    pub fn render_file(&self, name: &str, ctx: &Json) -> Result<String, String> {
+    pub fn render_file<C: Serialize + ?Sized>(&self, name: &str, ctx: &C) -> Result<String, String> {
         let tmpl = self.env.get_template(name).map_err(|e| {
             if e.kind() == ErrorKind::TemplateNotFound {
                 format!("template `{name}` not found in the templates folder")
@@ -95,7 +144,7 @@ impl Templates {
 
     /// Evaluate a `when` expression to a boolean (Ansible's truthiness,
     /// plus `yes`/`no` strings).
-    pub fn eval_bool(&self, expr: &str, ctx: &Json) -> Result<bool, String> {
+    pub fn eval_bool<C: Serialize + ?Sized>(&self, expr: &str, ctx: &C) -> Result<bool, String> {
         let e = self.env.compile_expression(expr).map_err(describe_inline)?;
         let v = e.eval(Serde(ctx)).map_err(describe_inline)?;
         if let Some(s) = v.as_str() {
@@ -108,7 +157,7 @@ impl Templates {
 
     /// Render every string inside a JSON value. A string that is one whole
     /// `{{ expr }}` keeps the expression's type.
-    pub fn render_value(&self, v: &Json, ctx: &Json) -> Result<Json, String> {
+    pub fn render_value<C: Serialize + ?Sized>(&self, v: &Json, ctx: &C) -> Result<Json, String> {
         Ok(match v {
             Json::String(s) => {
                 if !Templates::is_template(s) {
@@ -235,6 +284,17 @@ fn pin(name: String, version: Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_layer_without_copying() {
+        let low: Vars = serde_json::from_str(r#"{"a": 1, "b": 1}"#).unwrap();
+        let high: Vars = serde_json::from_str(r#"{"b": 2}"#).unwrap();
+        let s = Scope::new(vec![&low]).with(&high);
+        let t = Templates::new(vec![]);
+        assert_eq!(t.render_str("{{ a }}{{ b }}", &s).unwrap(), "12");
+        assert_eq!(s.get("b"), Some(&Json::from(2)));
+        assert_eq!(serde_json::to_value(&s).unwrap(), serde_json::json!({"a": 1, "b": 2}));
+    }
     use serde_json::json;
 
     #[test]

@@ -6,9 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{ArgError, Args};
-use crate::changes::{Change, DEFAULT_APT_LOCK_TIMEOUT};
-use crate::facts::{FactRequest, Facts};
+use super::{ArgError, Args, ParseCtx, Spec};
+use crate::plan::changes::{Change, DEFAULT_APT_LOCK_TIMEOUT};
+use crate::plan::facts::{FactRequest, Facts};
+use crate::plan::module::{Action, Module};
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Apt {
@@ -129,10 +131,38 @@ impl Apt {
     }
 }
 
+/// The `apt` module.
+pub struct AptModule;
+pub static APT: AptModule = AptModule;
+static SPEC: Spec = Spec {
+    name: "apt",
+    args: &["name", "pkg", "state", "update_cache", "cache_valid_time", "purge", "lock_timeout", "install_recommends"],
+    late: &[],
+    free_form: None,
+};
+
+impl Module for AptModule {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+    fn parse(&self, a: &Args, _: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(Apt::parse(a)?))
+    }
+}
+
+impl Action for Apt {
+    fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
+        Apt::probes(self, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        Ok(Apt::plan(self, facts))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::Package;
+    use crate::plan::facts::Package;
     use serde_json::json;
 
     fn apt(v: serde_json::Value) -> Apt {

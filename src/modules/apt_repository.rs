@@ -7,9 +7,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{local_file, ArgError, Args, ParseCtx};
-use crate::changes::{sha256_hex, Attrs, Change};
-use crate::facts::{FactRequest, Facts};
+use super::{local_file, ArgError, Args, ParseCtx, Spec};
+use crate::plan::changes::{sha256_hex, Attrs, Change};
+use crate::plan::facts::{FactRequest, Facts};
+use crate::plan::module::{Action, Module};
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AptRepository {
@@ -21,6 +23,8 @@ pub struct AptRepository {
     pub types: Vec<String>,
     pub architectures: Vec<String>,
     pub key: Option<Vec<u8>>,
+    /// Where the key is downloaded from by the controller.
+    pub key_url: Option<String>,
     pub present: bool,
 }
 
@@ -52,7 +56,7 @@ impl AptRepository {
         }
         let key = match (a.opt_str("key")?, a.opt_str("key_src")?) {
             _ if key_url.is_some() => {
-                let url = key_url.unwrap_or_default();
+                let url = key_url.clone().unwrap_or_default();
                 match ctx.downloads.get(&url) {
                     Some(bytes) => Some(bytes.clone()),
                     // Before connecting the key is not downloaded yet.
@@ -65,7 +69,7 @@ impl AptRepository {
             (None, Some(src)) => {
                 let path = local_file(ctx.base_dir, "files", &src)
                     .ok_or_else(|| ArgError::field("key_src", format!("local file `{src}` not found")))?;
-                Some(std::fs::read(&path).map_err(|e| ArgError::field("key_src", format!("{}: {e}", path.display())))?)
+                Some(ctx.files.get(&path).map_err(|e| ArgError::field("key_src", format!("{}: {e}", path.display())))?.to_vec())
             }
             (None, None) => None,
         };
@@ -85,6 +89,7 @@ impl AptRepository {
             types: if types.is_empty() { vec!["deb".into()] } else { types },
             architectures: words("architectures")?,
             key,
+            key_url,
             present,
         })
     }
@@ -162,12 +167,44 @@ impl AptRepository {
 }
 
 /// A `WriteFile` if the content differs, else a `SetAttrs` if attributes do.
-pub fn write_if_different(path: &str, content: Vec<u8>, attrs: &Attrs, facts: &Facts) -> Option<Change> {
+pub fn write_if_different(path: &str, content: impl Into<Arc<Vec<u8>>>, attrs: &Attrs, facts: &Facts) -> Option<Change> {
+    let content: Arc<Vec<u8>> = content.into();
     match facts.path(path) {
         Some(st) if st.sha256.as_deref() == Some(sha256_hex(&content).as_str()) => {
             attrs.differing(st).map(|d| Change::SetAttrs { path: path.to_string(), attrs: d })
         }
-        old => Some(Change::WriteFile { path: path.to_string(), content: Arc::new(content), attrs: attrs.clone(), old: old.cloned() }),
+        old => Some(Change::WriteFile { path: path.to_string(), content, attrs: attrs.clone(), old: old.cloned() }),
+    }
+}
+
+/// The `apt_repository` module.
+pub struct AptRepositoryModule;
+pub static APT_REPOSITORY: AptRepositoryModule = AptRepositoryModule;
+static SPEC: Spec = Spec {
+    name: "apt_repository",
+    args: &["name", "uris", "suites", "components", "types", "architectures", "key", "key_src", "key_url", "state"],
+    late: &["uris", "suites", "components", "architectures", "key"],
+    free_form: None,
+};
+
+impl Module for AptRepositoryModule {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+    fn parse(&self, a: &Args, ctx: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(AptRepository::parse(a, ctx)?))
+    }
+}
+
+impl Action for AptRepository {
+    fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
+        AptRepository::probes(self, diff, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        AptRepository::plan(self, facts)
+    }
+    fn downloads(&self) -> Vec<String> {
+        self.key_url.iter().cloned().collect()
     }
 }
 
@@ -180,7 +217,10 @@ mod tests {
     fn repo(v: serde_json::Value) -> AptRepository {
         let t = Templates::new(vec![]);
         let none = std::collections::HashMap::new();
-        let ctx = ParseCtx { trial: false, downloads: &none, templates: &t, vars: &json!({}), base_dir: std::path::Path::new(".") };
+        let files = crate::plan::module::LocalFiles::default();
+        let runners = std::collections::HashMap::new();
+        let scope = crate::template::Scope::default();
+        let ctx = ParseCtx { trial: false, downloads: &none, files: &files, templates: &t, vars: &scope, base_dir: std::path::Path::new("."), runners: &runners };
         AptRepository::parse(&Args(v.as_object().unwrap()), &ctx).unwrap()
     }
 

@@ -4,8 +4,13 @@
 //! what is wrong. Before connecting, expressions are only checked for
 //! syntax and undefined variables (facts are not known yet).
 
-use super::{ArgError, Args, ParseCtx};
-use crate::changes::Change;
+use std::collections::BTreeSet;
+
+use super::{ArgError, Args, ParseCtx, Spec};
+use crate::plan::changes::Change;
+use crate::plan::facts::{FactRequest, Facts};
+use crate::plan::module::{Action, Module};
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assert {
@@ -36,3 +41,24 @@ impl Assert {
         }
     }
 }
+/// The `assert` module.
+pub struct AssertModule;
+pub static ASSERT: AssertModule = AssertModule;
+static SPEC: Spec = Spec { name: "assert", args: &["that", "fail_msg", "msg"], late: &["fail_msg", "msg"], free_form: None };
+
+impl Module for AssertModule {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+    fn parse(&self, a: &Args, ctx: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(Assert::parse(a, ctx)?))
+    }
+}
+
+impl Action for Assert {
+    fn probes(&self, _diff: bool, _out: &mut BTreeSet<FactRequest>) {}
+    fn plan(&self, _facts: &Facts) -> Result<Vec<Change>, String> {
+        Assert::plan(self)
+    }
+}
+

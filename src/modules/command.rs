@@ -1,15 +1,17 @@
 //! `command` and `shell`: run what the user wrote. Guards make them
 //! idempotent: `creates` (skip if the path exists), `removes` (skip if it
-//! does not), `unless` (skip if this command, run during the probe,
-//! succeeds). Without a guard the task is reported changed on every run,
+//! does not), `unless` (skip if this command succeeds: run during the
+//! probe, and again on the host right before the command, since an earlier
+//! task of the same run may have made it succeed). Without a guard the task is reported changed on every run,
 //! as in Ansible. `command` splits words like a shell but runs no shell;
 //! `shell` runs `sh -c`.
 
 use std::collections::BTreeSet;
 
-use super::{check_path, ArgError, Args};
-use crate::changes::Change;
-use crate::facts::{FactRequest, Facts};
+use super::{check_path, ArgError, Args, ParseCtx, Spec};
+use crate::plan::changes::Change;
+use crate::plan::facts::{FactRequest, Facts};
+use crate::plan::module::{Action, Module};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
@@ -70,7 +72,36 @@ impl Command {
                 return vec![];
             }
         }
-        vec![Change::Run { cmd: self.cmd.clone(), shell: self.shell, chdir: self.chdir.clone() }]
+        vec![Change::Run { cmd: self.cmd.clone(), shell: self.shell, chdir: self.chdir.clone(), unless: self.unless.clone() }]
+    }
+}
+
+/// `command` and `shell`.
+pub struct CommandModule {
+    spec: &'static Spec,
+    shell: bool,
+}
+pub static COMMAND: CommandModule = CommandModule { spec: &COMMAND_SPEC, shell: false };
+pub static SHELL: CommandModule = CommandModule { spec: &SHELL_SPEC, shell: true };
+const ARGS: &[&str] = &["cmd", "creates", "removes", "unless", "chdir"];
+static COMMAND_SPEC: Spec = Spec { name: "command", args: ARGS, late: &["cmd"], free_form: Some("cmd") };
+static SHELL_SPEC: Spec = Spec { name: "shell", args: ARGS, late: &["cmd"], free_form: Some("cmd") };
+
+impl Module for CommandModule {
+    fn spec(&self) -> &'static Spec {
+        self.spec
+    }
+    fn parse(&self, a: &Args, _: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(Command::parse(a, self.shell)?))
+    }
+}
+
+impl Action for Command {
+    fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
+        Command::probes(self, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        Ok(Command::plan(self, facts))
     }
 }
 
@@ -89,5 +120,9 @@ mod tests {
         assert!(c.plan(&f).is_empty());
         let unguarded = Command::parse(&Args(json!({"cmd": "date"}).as_object().unwrap()), true).unwrap();
         assert_eq!(unguarded.plan(&Facts::default()).len(), 1);
+        // The guard travels with the command, to be checked again on the host.
+        f.guards.insert("test -e /y".into(), 1);
+        let Change::Run { unless, .. } = &c.plan(&f)[0] else { panic!("a Run") };
+        assert_eq!(unless.as_deref(), Some("test -e /y"));
     }
 }

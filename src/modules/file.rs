@@ -5,9 +5,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{check_path, ArgError, Args};
-use crate::changes::{sha256_hex, Attrs, Change};
-use crate::facts::{FactRequest, Facts, PathKind};
+use std::path::PathBuf;
+
+use super::{check_path, ArgError, Args, ParseCtx, Spec, ATTRS};
+use crate::plan::changes::{sha256_hex, Attrs, Change};
+use crate::plan::facts::{FactRequest, Facts, PathKind};
+use crate::plan::module::{Action, Module};
+
 
 /// A whole file with known content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +22,13 @@ pub struct FileContent {
     pub attrs: Attrs,
     /// The template it was rendered from, for messages.
     pub template: Option<String>,
+    /// The local file it was read from (`copy src`).
+    pub local_src: Option<PathBuf>,
 }
 
 impl FileContent {
-    pub fn new(dest: String, content: Vec<u8>, attrs: Attrs) -> FileContent {
-        FileContent { sha256: sha256_hex(&content), dest, content: Arc::new(content), attrs, template: None }
+    pub fn new(dest: String, content: Arc<Vec<u8>>, attrs: Attrs) -> FileContent {
+        FileContent { sha256: sha256_hex(&content), dest, content, attrs, template: None, local_src: None }
     }
 
     pub fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
@@ -128,10 +134,50 @@ impl PathState {
     }
 }
 
+impl Action for FileContent {
+    fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
+        FileContent::probes(self, diff, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        FileContent::plan(self, facts)
+    }
+    fn local_files(&self) -> Vec<PathBuf> {
+        self.local_src.iter().cloned().collect()
+    }
+}
+
+/// `file` and `directory`: a path's state.
+pub struct FileModule {
+    spec: &'static Spec,
+    directory: bool,
+}
+pub static FILE: FileModule = FileModule { spec: &FILE_SPEC, directory: false };
+pub static DIRECTORY: FileModule = FileModule { spec: &DIRECTORY_SPEC, directory: true };
+static FILE_SPEC: Spec = Spec { name: "file", args: &["path", "dest", "state", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
+static DIRECTORY_SPEC: Spec = Spec { name: "directory", args: &["path", "state", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
+
+impl Module for FileModule {
+    fn spec(&self) -> &'static Spec {
+        self.spec
+    }
+    fn parse(&self, a: &Args, _: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(PathState::parse(a, self.directory)?))
+    }
+}
+
+impl Action for PathState {
+    fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
+        PathState::probes(self, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        PathState::plan(self, facts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::PathState as Fs;
+    use crate::plan::facts::PathState as Fs;
 
     fn facts_with(path: &str, kind: PathKind, mode: u32, sha: Option<&str>) -> Facts {
         let mut f = Facts::default();
@@ -144,7 +190,7 @@ mod tests {
 
     #[test]
     fn content_by_hash() {
-        let fc = FileContent::new("/etc/x".into(), b"hi\n".to_vec(), Attrs { mode: Some(0o600), ..Default::default() });
+        let fc = FileContent::new("/etc/x".into(), Arc::new(b"hi\n".to_vec()), Attrs { mode: Some(0o600), ..Default::default() });
         assert!(matches!(fc.plan(&Facts::default()).unwrap()[0], Change::WriteFile { .. }));
         let same = facts_with("/etc/x", PathKind::File, 0o600, Some(&fc.sha256));
         assert!(fc.plan(&same).unwrap().is_empty());

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use super::{ArgError, Args};
-use crate::changes::{Change, UnitAction};
-use crate::facts::{FactRequest, Facts};
-use crate::probe::unit_name;
+use super::{ArgError, Args, ParseCtx, Spec};
+use crate::plan::changes::{Change, UnitAction};
+use crate::plan::facts::{FactRequest, Facts};
+use crate::plan::probe::unit_name;
+use crate::plan::module::{Action, Module};
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
@@ -66,10 +68,36 @@ impl Service {
     }
 }
 
+/// `service` and `systemd` (the same module under two names).
+pub struct ServiceModule(&'static Spec);
+pub static SERVICE: ServiceModule = ServiceModule(&SERVICE_SPEC);
+pub static SYSTEMD: ServiceModule = ServiceModule(&SYSTEMD_SPEC);
+const ARGS: &[&str] = &["name", "state", "enabled", "daemon_reload"];
+static SERVICE_SPEC: Spec = Spec { name: "service", args: ARGS, late: &[], free_form: None };
+static SYSTEMD_SPEC: Spec = Spec { name: "systemd", args: ARGS, late: &[], free_form: None };
+
+impl Module for ServiceModule {
+    fn spec(&self) -> &'static Spec {
+        self.0
+    }
+    fn parse(&self, a: &Args, _: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(Service::parse(a)?))
+    }
+}
+
+impl Action for Service {
+    fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
+        Service::probes(self, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        Ok(Service::plan(self, facts))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::Service as Svc;
+    use crate::plan::facts::Service as Svc;
     use serde_json::json;
 
     #[test]

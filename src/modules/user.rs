@@ -4,9 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{check_name, ArgError, Args};
-use crate::changes::{Change, UserSpec};
-use crate::facts::{FactRequest, Facts};
+use super::{check_name, ArgError, Args, ParseCtx, Spec};
+use crate::plan::changes::{Change, UserSpec};
+use crate::plan::facts::{FactRequest, Facts};
+use crate::plan::module::{Action, Module};
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -112,6 +114,57 @@ impl Group {
     }
 }
 
+/// The `user` module.
+pub struct UserModule;
+pub static USER: UserModule = UserModule;
+static USER_SPEC: Spec = Spec {
+    name: "user",
+    args: &["name", "state", "uid", "group", "groups", "append", "shell", "home", "system", "create_home", "remove"],
+    late: &[],
+    free_form: None,
+};
+
+impl Module for UserModule {
+    fn spec(&self) -> &'static Spec {
+        &USER_SPEC
+    }
+    fn parse(&self, a: &Args, _: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(User::parse(a)?))
+    }
+}
+
+impl Action for User {
+    fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
+        User::probes(self, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        Ok(User::plan(self, facts))
+    }
+}
+
+/// The `group` module.
+pub struct GroupModule;
+pub static GROUP: GroupModule = GroupModule;
+static GROUP_SPEC: Spec = Spec { name: "group", args: &["name", "state", "gid", "system"], late: &[], free_form: None };
+
+impl Module for GroupModule {
+    fn spec(&self) -> &'static Spec {
+        &GROUP_SPEC
+    }
+    fn parse(&self, a: &Args, _: &ParseCtx) -> Result<Box<dyn Action>, ArgError> {
+        Ok(Box::new(Group::parse(a)?))
+    }
+}
+
+impl Action for Group {
+    fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
+        Group::probes(self, out)
+    }
+    fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
+        Ok(Group::plan(self, facts))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +177,7 @@ mod tests {
         assert!(matches!(u.plan(&f)[0], Change::UserAdd(_)));
         f.users.insert(
             "app".into(),
-            Some(crate::facts::User { uid: 1001, gid: 1001, home: "/home/app".into(), shell: "/bin/sh".into(), groups: vec!["app".into(), "docker".into()] }),
+            Some(crate::plan::facts::User { uid: 1001, gid: 1001, home: "/home/app".into(), shell: "/bin/sh".into(), groups: vec!["app".into(), "docker".into()] }),
         );
         assert_eq!(u.plan(&f), vec![Change::UserMod { name: "app".into(), add_groups: vec!["adm".into()], shell: None, home: None }]);
         for c in u.plan(&f) {

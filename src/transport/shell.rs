@@ -6,9 +6,10 @@
 //! (`command`, `shell`, `unless`) are the only raw shell.
 
 /// Quote `s` as one shell word. Single quotes make everything literal;
-/// an embedded `'` becomes `'\''`.
+/// an embedded `'` becomes `'\''`. `=` is never left bare: a first word
+/// `A=1` would be an assignment, not a command.
 pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:+,@%".contains(&b)) {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-:+,@%".contains(&b)) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 2);
@@ -45,5 +46,14 @@ mod tests {
             let out = Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(s))).output().unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
         }
+    }
+
+    #[test]
+    fn a_first_word_with_equals_stays_a_command() {
+        // `A=1 echo hi` unquoted is an assignment plus `echo`; quoted, the
+        // shell must look for a command named `A=1` and fail.
+        let out = Command::new("sh").arg("-c").arg(join(["A=1", "echo", "hi"])).output().unwrap();
+        assert_eq!(out.status.code(), Some(127), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(out.stdout.is_empty());
     }
 }

@@ -1,4 +1,5 @@
-//! The GitLab REST API (v4), as far as runner hosts need it.
+//! The GitLab REST API (v4), as far as runner hosts need it: the one
+//! place that speaks HTTP to GitLab.
 //!
 //! Runners are created from the controller (`POST /user/runners` with a
 //! token that has the `create_runner` scope, or the legacy
@@ -15,6 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
+use super::runner::RunnerSpec;
+
 /// How many times a request is tried when GitLab answers 5xx.
 const ATTEMPTS: u32 = 3;
 
@@ -29,24 +32,6 @@ fn timeout() -> Duration {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct GitlabError(pub String);
-
-/// A runner to create.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RunnerSpec {
-    pub runner_type: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub project_id: Option<u64>,
-    pub description: String,
-    pub tag_list: Vec<String>,
-    pub run_untagged: bool,
-    pub locked: bool,
-    pub access_level: String,
-    pub paused: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maximum_timeout: Option<u64>,
-}
 
 /// A runner GitLab created, with its token (shown once).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 
-use crate::facts::*;
-use crate::shell::quote;
+use super::facts::*;
+use crate::transport::shell::quote;
 
 /// Files larger than this are not read for `--diff`.
 pub const DIFF_MAX_BYTES: u64 = 256 * 1024;
@@ -117,7 +117,10 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
         }
     }
     if sections.last().map(|s| s.0.as_str()) != Some("end") {
-        return Err("the probe's answer is incomplete (no end marker)".into());
+        let last = sections.last().map(|s| format!(" (the last section it reached: `{}`)", s.0)).unwrap_or_default();
+        return Err(format!(
+            "the host's answer to the probe stopped before its end{last}: the probe script was cut short on the host (its shell died or was killed); check that `sh` works for the login user there, then run again"
+        ));
     }
     let mut f = Facts::default();
     // Requests answered by default when absent from the output.

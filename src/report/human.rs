@@ -1,182 +1,20 @@
-//! Reporting: one stream of [`Event`]s, two printers.
-//!
-//! The engine sends events; it never prints. [`Human`] shows a progress
-//! line per active host (stderr, only on a terminal), one line per task
-//! that changed or failed (more with `-v`), diffs with `--diff`, and the
-//! recap. [`Json`] writes every event as one JSON line on stdout, ending
-//! with exactly one `recap` line. Both pass all text through the
-//! [`Redactor`], so secrets (become passwords, tokens) never appear.
+//! Output for people: progress lines, task lines, diffs and the recap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Ok,
-    Changed,
-    Skipped,
-    Failed,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum HostStatus {
-    Ok,
-    Changed,
-    Failed,
-    Unreachable,
-}
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Counts {
-    pub ok: u32,
-    pub changed: u32,
-    pub failed: u32,
-    pub unreachable: u32,
-    #[serde(skip)]
-    pub skipped: u32,
-}
-
-impl Counts {
-    /// Count one task's outcome, as Ansible's recap does (`ok` includes
-    /// changed tasks). Returns whether the task failed.
-    pub fn record(&mut self, status: TaskStatus) -> bool {
-        match status {
-            TaskStatus::Ok => self.ok += 1,
-            TaskStatus::Changed => {
-                self.ok += 1;
-                self.changed += 1;
-            }
-            TaskStatus::Skipped => self.skipped += 1,
-            TaskStatus::Failed => return true,
-        }
-        false
-    }
-
-    /// The host's status at its end; marks `failed`/`unreachable` here.
-    pub fn finish(&mut self, lost: bool, failed: bool) -> HostStatus {
-        if lost {
-            self.unreachable = 1;
-            HostStatus::Unreachable
-        } else if failed {
-            self.failed = 1;
-            HostStatus::Failed
-        } else if self.changed > 0 {
-            HostStatus::Changed
-        } else {
-            HostStatus::Ok
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Start { command: String, hosts: Vec<String>, check: bool },
-    HostStart { host: String },
-    Connected { host: String, ms: u64 },
-    /// What the probe read (`bootstrap facts`).
-    Facts { host: String, facts: serde_json::Value },
-    TaskStart { host: String, task: usize, name: String },
-    TaskEnd {
-        host: String,
-        task: usize,
-        name: String,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        handler: bool,
-        status: TaskStatus,
-        duration_ms: u64,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        changes: Vec<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        msg: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        output: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        diff: Option<String>,
-    },
-    HostEnd {
-        host: String,
-        status: HostStatus,
-        round_trips: u32,
-        elapsed_ms: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        msg: Option<String>,
-    },
-    /// Something the user should know about a host (not a failure).
-    Warning { host: String, msg: String },
-    Recap { hosts: BTreeMap<String, Counts> },
-}
-
-/// Replaces every secret value with `********`. Clones share one set, so
-/// a secret found during the run (a token read from a host, a runner
-/// token GitLab just created) is masked everywhere from then on.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: std::sync::Arc<std::sync::RwLock<Vec<String>>>,
-}
-
-impl Redactor {
-    pub fn add(&self, secret: &str) {
-        // Very short values would mask ordinary text; they are still never
-        // printed by us on purpose.
-        let Ok(mut secrets) = self.secrets.write() else { return };
-        if secret.len() >= 4 && !secrets.iter().any(|s| s == secret) {
-            secrets.push(secret.to_string());
-            // Also its JSON-escaped form, for the JSON stream.
-            let esc = serde_json::to_string(secret).unwrap_or_default();
-            let esc = esc.trim_matches('"').to_string();
-            if esc != secret {
-                secrets.push(esc);
-            }
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
-    }
-
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let Ok(secrets) = self.secrets.read() else { return "(output withheld)".into() };
-        for s in secrets.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "********");
-            }
-        }
-        out
-    }
-}
-
-pub trait Reporter: Send {
-    fn event(&mut self, e: &Event);
-    /// Print a plain message (warnings, notes) outside the event stream.
-    fn note(&mut self, msg: &str);
-    fn finish(&mut self) {}
-}
-
-/// JSON Lines on stdout.
-pub struct Json {
-    pub redactor: Redactor,
-}
-
-impl Reporter for Json {
-    fn event(&mut self, e: &Event) {
-        let line = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", self.redactor.mask(&line));
-        let _ = out.flush();
-    }
-    fn note(&mut self, msg: &str) {
-        eprintln!("{}", self.redactor.mask(msg));
-    }
-}
+use super::{Event, HostStatus, Reporter, TaskStatus};
+use crate::secrets::Redactor;
 
 /// Progress and lines for people.
 pub struct Human {
     redactor: Redactor,
+    /// Where lines go when there is no progress display (stdout; a buffer
+    /// in tests).
+    out: Box<dyn Write + Send>,
     verbose: u8,
     quiet: bool,
     mp: Option<MultiProgress>,
@@ -189,18 +27,30 @@ impl Human {
         let tty = std::io::stderr().is_terminal();
         let mp = (progress && tty && !quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Human { redactor, verbose, quiet, mp, bars: HashMap::new(), color }
+        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), color }
     }
 
-    fn line(&self, s: &str) {
+    /// Lines to `out`, no progress and no colour (for tests).
+    #[cfg(test)]
+    pub fn to_writer(redactor: Redactor, verbose: u8, out: Box<dyn Write + Send>) -> Human {
+        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), color: false }
+    }
+
+    /// Each line of `text`, masked as a whole first: a secret that spans
+    /// lines is masked before the lines are printed one by one.
+    fn masked_lines(&self, text: &str) -> Vec<String> {
+        self.redactor.mask(text).lines().map(str::to_string).collect()
+    }
+
+    fn line(&mut self, s: &str) {
         let s = self.redactor.mask(s);
         match &self.mp {
             Some(mp) => {
                 let _ = mp.println(&s);
             }
             None => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{s}");
+                let _ = writeln!(self.out, "{s}");
+                let _ = self.out.flush();
             }
         }
     }
@@ -275,13 +125,13 @@ impl Reporter for Human {
                         }
                     }
                     if let Some(m) = msg {
-                        for l in m.lines() {
+                        for l in self.masked_lines(m) {
                             self.line(&format!("    {l}"));
                         }
                     }
                     if let Some(o) = output {
                         if *status == TaskStatus::Failed || self.verbose >= 2 {
-                            let lines: Vec<&str> = o.lines().filter(|l| !l.trim().is_empty()).collect();
+                            let lines: Vec<String> = self.masked_lines(o).into_iter().filter(|l| !l.trim().is_empty()).collect();
                             let skip = lines.len().saturating_sub(if self.verbose >= 2 { usize::MAX } else { 20 });
                             for l in &lines[skip..] {
                                 self.line(&format!("    | {l}"));
@@ -290,7 +140,8 @@ impl Reporter for Human {
                     }
                 }
                 if let Some(d) = diff {
-                    for l in d.lines() {
+                    for l in self.masked_lines(d) {
+                        let l = l.as_str();
                         let painted = if l.starts_with('+') && !l.starts_with("+++") {
                             self.paint(l, "32")
                         } else if l.starts_with('-') && !l.starts_with("---") {
@@ -356,6 +207,7 @@ impl Reporter for Human {
         }
     }
 
+
     fn finish(&mut self) {
         for (_, pb) in self.bars.drain() {
             pb.finish_and_clear();
@@ -363,37 +215,49 @@ impl Reporter for Human {
     }
 }
 
-/// A unified diff of two texts, for `--diff`.
-pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
-    let old_text = old.map(|o| String::from_utf8_lossy(o).into_owned()).unwrap_or_default();
-    let new_text = String::from_utf8_lossy(new).into_owned();
-    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
-    diff.unified_diff()
-        .context_radius(3)
-        .header(&format!("{path} (host)"), &format!("{path} (wanted)"))
-        .to_string()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
-    #[test]
-    fn redacts_plain_and_json_escaped() {
-        let r = Redactor::default();
-        r.add("pa\"ss-word");
-        r.add("abc");
-        assert_eq!(r.mask("x pa\"ss-word y"), "x ******** y");
-        let json = serde_json::to_string(&serde_json::json!({"m": "pa\"ss-word"})).unwrap();
-        assert!(!r.mask(&json).contains("ss-word"));
-        assert_eq!(r.mask("abc"), "abc", "very short values are not masked");
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
-    fn recap_json_shape() {
-        let mut hosts = BTreeMap::new();
-        hosts.insert("h1".to_string(), Counts { ok: 3, changed: 1, failed: 0, unreachable: 0, skipped: 2 });
-        let s = serde_json::to_string(&Event::Recap { hosts }).unwrap();
-        assert_eq!(s, r#"{"event":"recap","hosts":{"h1":{"ok":3,"changed":1,"failed":0,"unreachable":0}}}"#);
+    fn a_multi_line_secret_never_reaches_the_screen() {
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1x2\nq9Zk8H3xL0secret\n-----END RSA PRIVATE KEY-----";
+        let r = Redactor::default();
+        r.add(pem);
+        let sink = Sink::default();
+        let mut h = Human::to_writer(r, 2, Box::new(sink.clone()));
+        let diff = crate::report::unified_diff("/etc/ca.pem", None, pem.as_bytes());
+        h.event(&Event::TaskEnd {
+            host: "h1".into(),
+            task: 0,
+            name: "ca".into(),
+            handler: false,
+            status: TaskStatus::Failed,
+            duration_ms: 1,
+            changes: vec![],
+            msg: Some(format!("bad key:\n{pem}\nend")),
+            output: Some(format!("{pem}\n")),
+            diff: Some(diff),
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        for secret_line in ["MIIEpAIBAAKCAQEA1x2", "q9Zk8H3xL0secret"] {
+            assert!(!text.contains(secret_line), "leaked {secret_line}:\n{text}");
+        }
+        assert!(text.contains("bad key:") && text.contains("********"), "{text}");
     }
 }

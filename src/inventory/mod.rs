@@ -9,21 +9,29 @@
 //!
 //! Everything is checked here, before any connection: structure, value
 //! types of the connection variables, and key files. Errors name the file,
-//! the line and column, and the field.
+//! the line and column, and the field. Each host's variables are resolved
+//! (templates in them rendered) exactly once, at load, and shared from
+//! then on; the `groups` magic variable is one layer shared by all hosts.
+
+mod pattern;
+mod vars;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::InputError;
-use crate::template::{parse_bool, Templates};
+use crate::template::{parse_bool, Scope, Templates};
 use crate::yamlpos::PosIndex;
 
-/// Variables: names to JSON values (YAML converted).
-pub type Vars = Map<String, Json>;
+pub use pattern::closest;
+pub use vars::resolve_vars;
+
+pub use crate::template::Vars;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +61,12 @@ pub struct Host {
     pub name: String,
     /// Every group the host belongs to, `all` included, parents included.
     pub groups: BTreeSet<String>,
+    /// The variables as written, merged by precedence.
     pub vars: Vars,
+    /// The variables resolved (templates rendered) plus the magic ones
+    /// (`inventory_hostname`, `group_names`), once, at load. Without
+    /// `groups`, which is [`Inventory::groups_layer`].
+    resolved: Arc<Vars>,
     /// Key path of the host's first definition, for error positions.
     path: String,
 }
@@ -64,6 +77,8 @@ pub struct Inventory {
     pub file: PathBuf,
     pub groups: IndexMap<String, Group>,
     pub hosts: IndexMap<String, Host>,
+    /// `{"groups": {group: [hosts]}}`, shared by every host's scope.
+    groups_layer: Arc<Vars>,
     index: PosIndex,
 }
 
@@ -95,6 +110,7 @@ impl Inventory {
             file: file.to_path_buf(),
             groups: IndexMap::new(),
             hosts: IndexMap::new(),
+            groups_layer: Arc::default(),
             index,
         };
         let mut host_vars: IndexMap<String, (Vars, String)> = IndexMap::new();
@@ -112,7 +128,7 @@ impl Inventory {
         }
         // Hosts in no group but `all` are also in `ungrouped`, as in Ansible.
         inv.compute_hosts(host_vars)?;
-        inv.validate()?;
+        inv.resolve()?;
         Ok(inv)
     }
 
@@ -258,7 +274,7 @@ impl Inventory {
             for (k, v) in hvars {
                 vars.insert(k, v);
             }
-            self.hosts.insert(h.clone(), Host { name: h, groups, vars, path: hpath });
+            self.hosts.insert(h.clone(), Host { name: h, groups, vars, resolved: Arc::default(), path: hpath });
         }
         if !ungrouped.is_empty() {
             let g = self.groups.entry("ungrouped".into()).or_insert_with(|| Group {
@@ -277,13 +293,41 @@ impl Inventory {
         Ok(())
     }
 
-    /// Check the connection variables of every host now, so a typo fails
-    /// before the first connection. Values are checked after templating
-    /// (a become password may be `{{ lookup('env', 'X') }}`).
-    fn validate(&self) -> Result<(), InputError> {
+    /// Resolve every host's variables once, and check the connection
+    /// variables now, so a typo fails before the first connection. Values
+    /// are checked after templating (a become password may be
+    /// `{{ lookup('env', 'X') }}`).
+    fn resolve(&mut self) -> Result<(), InputError> {
+        let groups: Map<String, Json> = self
+            .groups
+            .values()
+            .map(|g| (g.name.clone(), Json::Array(self.hosts_of_group(&g.name).into_iter().map(Json::String).collect())))
+            .collect();
+        let mut layer = Vars::new();
+        layer.insert("groups".into(), Json::Object(groups));
+        self.groups_layer = Arc::new(layer);
         let templates = Templates::new(vec![]);
+        let mut resolved = Vec::with_capacity(self.hosts.len());
+        for host in self.hosts.values() {
+            let mut vars = host.vars.clone();
+            vars.insert("inventory_hostname".into(), Json::String(host.name.clone()));
+            vars.insert(
+                "inventory_hostname_short".into(),
+                Json::String(host.name.split('.').next().unwrap_or(&host.name).to_string()),
+            );
+            vars.insert(
+                "group_names".into(),
+                Json::Array(host.groups.iter().filter(|g| *g != "all" && *g != "ungrouped").map(|g| Json::String(g.clone())).collect()),
+            );
+            let base = Scope::new(vec![self.groups_layer.as_ref()]);
+            let vars = resolve_vars(vars, &base, &templates).map_err(|(k, msg)| self.field_error(host, &k, msg))?;
+            resolved.push(Arc::new(vars));
+        }
+        for (host, vars) in self.hosts.values_mut().zip(resolved) {
+            host.resolved = vars;
+        }
         for h in self.hosts.values() {
-            self.connection(h, &templates)?;
+            self.connection(h)?;
         }
         Ok(())
     }
@@ -305,31 +349,21 @@ impl Inventory {
     }
 
     /// Host variables with templates rendered (`{{ lookup('env', ...) }}`,
-    /// references to other variables), plus Ansible's magic variables.
-    pub fn host_vars(&self, host: &Host, templates: &Templates) -> Result<Vars, InputError> {
-        let mut vars = host.vars.clone();
-        vars.insert("inventory_hostname".into(), Json::String(host.name.clone()));
-        vars.insert(
-            "inventory_hostname_short".into(),
-            Json::String(host.name.split('.').next().unwrap_or(&host.name).to_string()),
-        );
-        vars.insert(
-            "group_names".into(),
-            Json::Array(
-                host.groups.iter().filter(|g| *g != "all" && *g != "ungrouped").map(|g| Json::String(g.clone())).collect(),
-            ),
-        );
-        let groups: Map<String, Json> = self
-            .groups
-            .values()
-            .map(|g| {
-                let members: Vec<Json> =
-                    self.hosts_of_group(&g.name).into_iter().map(Json::String).collect();
-                (g.name.clone(), Json::Array(members))
-            })
-            .collect();
-        vars.insert("groups".into(), Json::Object(groups));
-        resolve_vars(vars, templates).map_err(|(k, msg)| self.field_error(host, &k, msg))
+    /// references to other variables), plus Ansible's magic variables but
+    /// `groups` (see [`Inventory::scope`]). Resolved once, at load.
+    pub fn host_vars(&self, host: &Host) -> Arc<Vars> {
+        host.resolved.clone()
+    }
+
+    /// The layer with the `groups` variable, shared by every host.
+    pub fn groups_layer(&self) -> &Arc<Vars> {
+        &self.groups_layer
+    }
+
+    /// Everything a template sees of `host` before plays add their own.
+    #[cfg(test)]
+    pub fn scope<'a>(&'a self, host: &'a Host) -> Scope<'a> {
+        Scope::new(vec![self.groups_layer.as_ref(), host.resolved.as_ref()])
     }
 
     /// The hosts in `group` and its descendants, in inventory order.
@@ -338,8 +372,8 @@ impl Inventory {
     }
 
     /// How to reach `host`: the `ansible_*` connection variables, checked.
-    pub fn connection(&self, host: &Host, templates: &Templates) -> Result<Connection, InputError> {
-        let vars = self.host_vars(host, templates)?;
+    pub fn connection(&self, host: &Host) -> Result<Connection, InputError> {
+        let vars = &host.resolved;
         let s = |k: &str| -> Result<Option<String>, InputError> {
             match vars.get(k) {
                 None | Some(Json::Null) => Ok(None),
@@ -423,62 +457,6 @@ impl Inventory {
         })
     }
 
-    /// Select hosts by an Ansible host pattern: names, groups and globs,
-    /// separated by `,` or `:`; `!x` excludes, `&x` intersects.
-    pub fn select(&self, pattern: &str) -> Result<Vec<String>, String> {
-        let mut include: Vec<String> = Vec::new();
-        let mut intersect: Vec<Vec<String>> = Vec::new();
-        let mut exclude: BTreeSet<String> = BTreeSet::new();
-        let sep: &[char] = if pattern.contains(',') { &[','] } else { &[':'] };
-        for part in pattern.split(sep).map(str::trim).filter(|p| !p.is_empty()) {
-            if let Some(p) = part.strip_prefix('!') {
-                exclude.extend(self.match_one(p)?);
-            } else if let Some(p) = part.strip_prefix('&') {
-                intersect.push(self.match_one(p)?);
-            } else {
-                for h in self.match_one(part)? {
-                    if !include.contains(&h) {
-                        include.push(h);
-                    }
-                }
-            }
-        }
-        Ok(include
-            .into_iter()
-            .filter(|h| !exclude.contains(h) && intersect.iter().all(|set| set.contains(h)))
-            .collect())
-    }
-
-    fn match_one(&self, p: &str) -> Result<Vec<String>, String> {
-        if p == "all" || p == "*" {
-            return Ok(self.hosts.keys().cloned().collect());
-        }
-        let mut out: Vec<String> = Vec::new();
-        let push = |h: String, out: &mut Vec<String>| {
-            if !out.contains(&h) {
-                out.push(h)
-            }
-        };
-        for g in self.groups.keys() {
-            if glob_match(p, g) {
-                for h in self.hosts_of_group(g) {
-                    push(h, &mut out);
-                }
-            }
-        }
-        for h in self.hosts.keys() {
-            if glob_match(p, h) {
-                push(h.clone(), &mut out);
-            }
-        }
-        if out.is_empty() && !p.contains(['*', '?', '[']) {
-            let mut known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
-            known.extend(self.groups.keys().map(String::as_str));
-            let hint = closest(p, &known).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
-            return Err(format!("`{p}` matches no host or group in the inventory{hint}"));
-        }
-        Ok(out)
-    }
 }
 
 /// How to reach one host.
@@ -491,40 +469,6 @@ pub struct Connection {
     pub r#become: Option<bool>,
     pub become_user: String,
     pub become_password: Option<String>,
-}
-
-/// Render templated variables against the whole set, a few passes deep so
-/// that variables may refer to variables. On error: (variable, message).
-pub fn resolve_vars(mut vars: Vars, templates: &Templates) -> Result<Vars, (String, String)> {
-    for _ in 0..5 {
-        let ctx = Json::Object(vars.clone());
-        let mut changed = false;
-        let keys: Vec<String> = vars.keys().cloned().collect();
-        for k in keys {
-            let v = &vars[&k];
-            if !contains_template(v) {
-                continue;
-            }
-            let nv = templates.render_value(v, &ctx).map_err(|e| (k.clone(), e))?;
-            if &nv != v {
-                vars.insert(k, nv);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    Ok(vars)
-}
-
-fn contains_template(v: &Json) -> bool {
-    match v {
-        Json::String(s) => Templates::is_template(s),
-        Json::Array(a) => a.iter().any(contains_template),
-        Json::Object(m) => m.values().any(contains_template),
-        _ => false,
-    }
 }
 
 fn check_name(file: &Path, index: &PosIndex, path: &str, name: &str, what: &str) -> Result<(), InputError> {
@@ -543,67 +487,6 @@ pub fn expand_tilde(p: &str) -> PathBuf {
         }
     }
     PathBuf::from(p)
-}
-
-/// Shell-style glob match: `*`, `?` and `[...]` classes.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn m(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|i| m(&p[1..], &t[i..])),
-            Some('?') => !t.is_empty() && m(&p[1..], &t[1..]),
-            Some('[') => {
-                let Some(end) = p.iter().position(|c| *c == ']') else {
-                    return !t.is_empty() && t[0] == '[' && m(&p[1..], &t[1..]);
-                };
-                let Some(&c) = t.first() else { return false };
-                let class = &p[1..end];
-                let (neg, class) = match class.first() {
-                    Some('!') | Some('^') => (true, &class[1..]),
-                    _ => (false, class),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        hit |= class[i] <= c && c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != neg && m(&p[end + 1..], &t[1..])
-            }
-            Some(&c) => t.first() == Some(&c) && m(&p[1..], &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    m(&p, &t)
-}
-
-/// The candidate closest to `word` by edit distance, if close enough.
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    fn dist(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let v = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-                cur.push(v);
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
-    candidates
-        .iter()
-        .map(|c| (dist(word, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
 }
 
 #[cfg(test)]
@@ -635,7 +518,7 @@ mod tests {
     #[test]
     fn yaml11_booleans_and_ports() {
         let i = inv("all:\n  hosts:\n    h:\n      ansible_become: yes\n      ansible_port: '2222'\n");
-        let c = i.connection(&i.hosts["h"], &Templates::new(vec![])).unwrap();
+        let c = i.connection(&i.hosts["h"]).unwrap();
         assert_eq!(c.r#become, Some(true));
         assert_eq!(c.port, Some(2222));
     }
@@ -671,16 +554,18 @@ mod tests {
     fn env_reference_in_become_password() {
         std::env::set_var("BOOTSTRAP_TEST_BECOME_PW", "pw1");
         let i = inv("all:\n  hosts:\n    h:\n      ansible_become_password: \"{{ lookup('env', 'BOOTSTRAP_TEST_BECOME_PW') }}\"\n");
-        let c = i.connection(&i.hosts["h"], &Templates::new(vec![])).unwrap();
+        let c = i.connection(&i.hosts["h"]).unwrap();
         assert_eq!(c.become_password.as_deref(), Some("pw1"));
         let err = Inventory::parse(Path::new("h.yml"), "all:\n  hosts:\n    h:\n      ansible_become_password: \"{{ lookup('env', 'BOOTSTRAP_TEST_NOPE_NOPE') }}\"\n").unwrap_err();
         assert!(err.to_string().contains("BOOTSTRAP_TEST_NOPE_NOPE"), "{err}");
     }
 
     #[test]
-    fn glob() {
-        assert!(glob_match("web[0-9]", "web3"));
-        assert!(!glob_match("web[!0-9]", "web3"));
-        assert!(glob_match("w?b*", "web12"));
+    fn groups_are_one_shared_layer() {
+        let i = inv("all:\n  vars:\n    peers: \"{{ groups['web'] | length }}\"\n  children:\n    web:\n      hosts: {w1: , w2: }\n");
+        let w1 = &i.hosts["w1"];
+        assert_eq!(i.host_vars(w1)["peers"], 2, "a variable may read `groups`");
+        assert!(!i.host_vars(w1).contains_key("groups"), "groups is not copied per host");
+        assert_eq!(i.scope(w1).get("groups").and_then(|g| g.get("web")), Some(&serde_json::json!(["w1", "w2"])));
     }
 }

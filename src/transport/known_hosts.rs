@@ -74,17 +74,87 @@ pub fn check(text: &str, host: &str, port: u16, key_type: &str, key_b64: &str) -
     }
 }
 
-/// Append a line for `host`:`port` (creating the file and its folder).
-pub fn append(path: &Path, host: &str, port: u16, key_type: &str, key_b64: &str) -> std::io::Result<()> {
+/// A known_hosts file, read once per run and shared by every connection.
+///
+/// Reading it on every handshake would block the async runtime once per
+/// host; instead the text is kept here. New keys (`--accept-new-host-keys`)
+/// are appended by one writer at a time, as whole lines, and checked again
+/// under the lock so two connections to one new host record it once.
+#[derive(Debug)]
+pub struct KnownHosts {
+    path: std::path::PathBuf,
+    text: std::sync::Mutex<String>,
+}
+
+impl KnownHosts {
+    /// Read `path` (a missing file is an empty one).
+    pub fn load(path: &Path) -> std::io::Result<KnownHosts> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(KnownHosts { path: path.to_path_buf(), text: std::sync::Mutex::new(text) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The verdict for a host key, from the text as read (plus lines this
+    /// run appended).
+    pub fn check(&self, host: &str, port: u16, key_type: &str, key_b64: &str) -> Verdict {
+        match self.text.lock() {
+            Ok(t) => check(&t, host, port, key_type, key_b64),
+            Err(_) => Verdict::Unknown,
+        }
+    }
+
+    /// Record a new host key: one whole line, appended under the lock,
+    /// unless another connection recorded it meanwhile.
+    pub fn accept(&self, host: &str, port: u16, key_type: &str, key_b64: &str) -> std::io::Result<()> {
+        let mut text = self.text.lock().map_err(|_| std::io::Error::other("known_hosts lock poisoned"))?;
+        if check(&text, host, port, key_type, key_b64) == Verdict::Match {
+            return Ok(());
+        }
+        let line = append(&self.path, host, port, key_type, key_b64)?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        Ok(())
+    }
+}
+
+/// Append a line for `host`:`port` (creating the file and its folder), in
+/// one write so that it can never interleave with another writer's line.
+/// Returns the line written.
+pub fn append(path: &Path, host: &str, port: u16, key_type: &str, key_b64: &str) -> std::io::Result<String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let existing = std::fs::read(path).unwrap_or_default();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    if !existing.is_empty() && !existing.ends_with(b"\n") {
-        f.write_all(b"\n")?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
+    let needs_newline = {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = f.metadata()?.len();
+        if len == 0 {
+            false
+        } else {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            last[0] != b'\n'
+        }
+    };
+    let line = format!("{} {key_type} {key_b64}\n", host_name(host, port));
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    if needs_newline {
+        buf.push(b'\n');
     }
-    writeln!(f, "{} {key_type} {key_b64}", host_name(host, port))
+    buf.extend_from_slice(line.as_bytes());
+    f.write_all(&buf)?;
+    f.sync_all()?;
+    Ok(line)
 }
 
 fn hosts_match(patterns: &str, name: &str) -> bool {
@@ -157,6 +227,39 @@ mod tests {
         let text = format!("|1|{salt}|{hash} ssh-ed25519 {K1}\n");
         assert_eq!(check(&text, "example.com", 22, "ssh-ed25519", K1), Verdict::Match);
         assert_eq!(check(&text, "example.org", 22, "ssh-ed25519", K1), Verdict::Unknown);
+    }
+
+    #[test]
+    fn concurrent_accepts_write_whole_lines_once() {
+        let dir = std::env::temp_dir().join(format!("bootstrap-kh-c-{}", std::process::id()));
+        let path = dir.join("known_hosts");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, "old ssh-ed25519 AAAA").unwrap(); // no final newline
+        let kh = std::sync::Arc::new(KnownHosts::load(&path).unwrap());
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                let kh = kh.clone();
+                std::thread::spawn(move || {
+                    // Every host twice, as two connections to it would.
+                    for _ in 0..2 {
+                        kh.accept(&format!("host-{i}"), 2200 + i as u16, "ssh-ed25519", K1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 33, "{text}");
+        assert_eq!(lines[0], "old ssh-ed25519 AAAA");
+        for i in 0..32u16 {
+            let want = format!("[host-{i}]:{} ssh-ed25519 {K1}", 2200 + i);
+            assert_eq!(lines.iter().filter(|l| **l == want).count(), 1, "{want} once, whole:\n{text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

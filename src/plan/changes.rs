@@ -12,8 +12,8 @@ use std::sync::Arc;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::facts::{Facts, Package, PathKind, PathState, Service};
-use crate::shell::{join, quote};
+use super::facts::{Facts, Package, PathKind, PathState, Service};
+use crate::transport::shell::{join, quote};
 
 /// Seconds an apt command waits for the dpkg/apt locks by default.
 pub const DEFAULT_APT_LOCK_TIMEOUT: u64 = 300;
@@ -146,8 +146,10 @@ pub enum Change {
     GroupDel { name: String },
     DaemonReload,
     Unit { unit: String, action: UnitAction },
-    /// A command the user wrote: `shell` runs it through `sh -c`.
-    Run { cmd: String, shell: bool, chdir: Option<String> },
+    /// A command the user wrote: `shell` runs it through `sh -c`. An
+    /// `unless` guard is checked again on the host right before the
+    /// command: an earlier task of the same run may have satisfied it.
+    Run { cmd: String, shell: bool, chdir: Option<String>, unless: Option<String> },
     /// Done by the controller, not on the host (e.g. a runner created in
     /// GitLab); reported, nothing to run.
     Controller { what: String },
@@ -381,7 +383,15 @@ impl Change {
             Change::Unit { unit, action } => {
                 let _ = writeln!(s, "systemctl {} {}", action.verb(), quote(unit));
             }
-            Change::Run { cmd, shell, chdir } => {
+            Change::Run { cmd, shell, chdir, unless } => {
+                if let Some(u) = unless {
+                    // As the probe runs it; when it holds now, the step says
+                    // so to the controller (a marker line) and runs nothing.
+                    let _ = writeln!(
+                        s,
+                        "if ( {u}\n) </dev/null >/dev/null 2>&1; then echo \"@@$__nonce unchanged\"; exit 0; fi"
+                    );
+                }
                 if let Some(d) = chdir {
                     let _ = writeln!(s, "cd -- {}", quote(d));
                 }
@@ -483,7 +493,7 @@ impl Change {
             Change::UserAdd(u) => {
                 facts.users.insert(
                     u.name.clone(),
-                    Some(crate::facts::User {
+                    Some(crate::plan::facts::User {
                         uid: u.uid.unwrap_or(0),
                         gid: 0,
                         home: u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name)),
@@ -513,7 +523,7 @@ impl Change {
                 facts.users.insert(name.clone(), None);
             }
             Change::GroupAdd { name, gid, .. } => {
-                facts.groups.insert(name.clone(), Some(crate::facts::Group { gid: gid.unwrap_or(0) }));
+                facts.groups.insert(name.clone(), Some(crate::plan::facts::Group { gid: gid.unwrap_or(0) }));
             }
             Change::GroupDel { name } => {
                 facts.groups.insert(name.clone(), None);

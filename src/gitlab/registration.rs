@@ -1,0 +1,229 @@
+//! Settling a host's runner with GitLab, on the controller, before planning.
+//!
+//! The probe has read the host's config.toml; here we decide which
+//! identity the template renders: the host's own token if GitLab still
+//! accepts it (`runners/verify`), else a runner created now (or, in check
+//! mode, one that would be). Never twice: a created token is saved as
+//! [`pending`](super::pending) until the host holds it. With `--replace`,
+//! same-named runners of the host's scope that are not its own are deleted
+//! first (a host rebuilt under a dead host's name).
+//!
+//! The result is a typed [`Settled`] for planning, plus the secrets that
+//! were learnt (for the run's redactor) and warnings: registration never
+//! reaches into the reporter.
+
+use std::path::PathBuf;
+
+use super::api::{Client, Created, GitlabError, Listed};
+use super::pending::{self, Pending};
+use super::runner::{now_rfc3339, Existing, Identity, Registration, RunnerSettings, Settled};
+
+/// The secrets registration may use, read from the environment.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub api: Option<String>,
+    pub runner: Option<String>,
+    pub legacy: Option<String>,
+}
+
+impl Secrets {
+    pub fn from_env() -> Secrets {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Secrets {
+            api: get(Registration::Api.env_var()),
+            runner: get(Registration::Token.env_var()),
+            legacy: get(Registration::Legacy.env_var()),
+        }
+    }
+
+    pub fn get(&self, r: Registration) -> Option<&str> {
+        match r {
+            Registration::Api => self.api.as_deref(),
+            Registration::Token => self.runner.as_deref(),
+            Registration::Legacy => self.legacy.as_deref(),
+        }
+    }
+
+    /// Every secret that is set, for the redactor.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        [&self.api, &self.runner, &self.legacy].into_iter().flatten().map(String::as_str)
+    }
+}
+
+/// Why a runner could not be settled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistrationError {
+    /// GitLab refused or failed; the message says what to check.
+    #[error(transparent)]
+    Gitlab(#[from] GitlabError),
+    /// A secret this registration needs is not set.
+    #[error("{0} is not set")]
+    MissingSecret(&'static str),
+    #[error("{0}")]
+    Refused(String),
+    /// A runner exists in GitLab but its token could not be kept.
+    #[error("{0}")]
+    Controller(String),
+}
+
+/// One runner of one host to settle.
+pub struct Request<'a> {
+    pub settings: &'a RunnerSettings,
+    /// What the host's config.toml holds now.
+    pub existing: &'a Existing,
+    /// The host's `.runner_system_id`, if it has one.
+    pub system_id: Option<&'a str>,
+    /// The inventory name of the host (the pending token's key).
+    pub host: &'a str,
+    /// Check mode: create and delete nothing.
+    pub check: bool,
+    /// `--replace`: delete same-named runners that are not the host's.
+    pub replace: bool,
+    pub secrets: &'a Secrets,
+}
+
+/// What was decided for one host's runner.
+pub struct Outcome {
+    pub settled: Settled,
+    /// A saved token to forget once the host holds it.
+    pub pending: Option<PathBuf>,
+    /// Warnings for the user (a same-named runner left in GitLab).
+    pub warnings: Vec<String>,
+    /// Secrets learnt on the way (tokens read or created), to be masked.
+    pub secrets: Vec<String>,
+}
+
+/// Runners in GitLab named like this host's, with its first tag, other
+/// than `keep`: what `--replace` deletes.
+pub async fn same_named(client: &Client, s: &RunnerSettings, token: &str, keep: Option<u64>) -> Result<Vec<Listed>, GitlabError> {
+    let tag = s.spec.tag_list.first().cloned().unwrap_or_default();
+    let listed = client.list_runners(Registration::Api.env_var(), token, &s.list_scope(), &tag).await?;
+    Ok(listed.into_iter().filter(|r| r.description == s.spec.description && Some(r.id) != keep).collect())
+}
+
+/// Decide the identity of a host's runner (see the module docs).
+pub async fn settle(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
+    let mut out = settle_token(req).await?;
+    let s = req.settings;
+    let registering = out.settled.change.is_some();
+    if !(registering || req.replace) {
+        return Ok(out);
+    }
+    let Some(api) = req.secrets.get(Registration::Api) else {
+        if req.replace {
+            return Err(RegistrationError::Refused(
+                "--replace needs GITLAB_TOKEN (read and delete runners) to find the runners to replace".into(),
+            ));
+        }
+        return Ok(out);
+    };
+    let client = Client::new(&s.url)?;
+    // In check mode a runner to be created has no id yet: any same-named one is stale.
+    let others = match same_named(&client, s, api, out.settled.identity.id).await {
+        Ok(o) => o,
+        Err(e) if !req.replace => {
+            out.warnings.push(format!("could not look for other runners named `{}`: {e}", s.spec.description));
+            return Ok(out);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut deleted = Vec::new();
+    for r in &others {
+        let status = if r.status.is_empty() { "unknown status".to_string() } else { r.status.clone() };
+        if !req.replace {
+            out.warnings.push(format!(
+                "runner `{}` (id {}, {status}) already exists in GitLab and is not this host's: run with --replace to delete it",
+                r.description, r.id
+            ));
+        } else if req.check {
+            deleted.push(format!("delete runner `{}` (id {}, {status}) in GitLab (--replace)", r.description, r.id));
+        } else {
+            client.delete_by_id(Registration::Api.env_var(), api, r.id).await?;
+            deleted.push(format!("deleted runner `{}` (id {}, {status}) in GitLab (--replace)", r.description, r.id));
+        }
+    }
+    if !deleted.is_empty() {
+        let all: Vec<String> = deleted.into_iter().chain(out.settled.change.take()).collect();
+        out.settled.change = Some(all.join("; "));
+    }
+    Ok(out)
+}
+
+fn outcome(identity: Identity, change: Option<String>, pending: Option<PathBuf>, secrets: Vec<String>) -> Outcome {
+    Outcome { settled: Settled { identity, change }, pending, warnings: Vec::new(), secrets }
+}
+
+async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
+    let (s, existing, system_id) = (req.settings, req.existing, req.system_id);
+    let client = Client::new(&s.url)?;
+    let mut learnt: Vec<String> = existing.token.iter().cloned().collect();
+    let desc = &s.spec.description;
+    if s.registration == Registration::Token {
+        let given = req.secrets.get(Registration::Token).ok_or(RegistrationError::MissingSecret("GITLAB_RUNNER_TOKEN"))?;
+        if existing.token.as_deref() == Some(given) {
+            let obtained = existing.token_obtained_at.clone().unwrap_or_else(now_rfc3339);
+            let id = Identity::new(given, existing.id, &obtained, existing.token_expires_at.as_deref());
+            return Ok(outcome(id, None, None, learnt));
+        }
+        return match client.verify(given, system_id).await? {
+            Some(exp) => Ok(outcome(
+                Identity::new(given, None, &now_rfc3339(), exp.as_deref()),
+                Some(format!("use the runner token from GITLAB_RUNNER_TOKEN for `{desc}`")),
+                None,
+                learnt,
+            )),
+            None => Err(RegistrationError::Refused(format!(
+                "GitLab at {} does not accept the runner token in GITLAB_RUNNER_TOKEN (403): is it a current glrt- token of this instance?",
+                s.url
+            ))),
+        };
+    }
+    // The host's own token, if GitLab still knows it.
+    if let Some(t) = &existing.token {
+        if let Some(exp) = client.verify(t, system_id).await? {
+            let obtained = existing.token_obtained_at.clone().unwrap_or_else(now_rfc3339);
+            let expires = existing.token_expires_at.clone().or(exp);
+            return Ok(outcome(Identity::new(t, existing.id, &obtained, expires.as_deref()), None, None, learnt));
+        }
+    }
+    let why = if existing.token.is_some() { "GitLab no longer accepts the host's token" } else { "the host has no runner token" };
+    // A runner created by an earlier run that did not reach the host.
+    let pending_path = pending::path(&s.url, req.host, desc);
+    if let Some(p) = pending::load(&pending_path) {
+        learnt.push(p.token.clone());
+        if client.verify(&p.token, system_id).await?.is_some() {
+            let change = format!("use runner `{desc}` (id {}) created in GitLab by an earlier run that did not finish", p.id);
+            let id = Identity::new(&p.token, Some(p.id), &p.token_obtained_at, p.token_expires_at.as_deref());
+            return Ok(outcome(id, Some(change), Some(pending_path), learnt));
+        }
+    }
+    pending::forget(&pending_path);
+    let tags = s.spec.tag_list.join(",");
+    if req.check {
+        let change = format!("register runner `{desc}` in GitLab (tags {tags}; {why})");
+        return Ok(outcome(Identity::new("glrt-(created-at-apply)", None, &now_rfc3339(), None), Some(change), None, learnt));
+    }
+    let var = s.registration.env_var();
+    let secret = req.secrets.get(s.registration).ok_or(RegistrationError::MissingSecret(var))?;
+    let created: Created = match s.registration {
+        Registration::Legacy => client.register_legacy(var, secret, &s.spec).await?,
+        _ => client.create_runner(var, secret, &s.spec).await?,
+    };
+    learnt.push(created.token.clone());
+    let obtained = now_rfc3339();
+    let saved = Pending {
+        id: created.id,
+        token: created.token.clone(),
+        token_expires_at: created.token_expires_at.clone(),
+        token_obtained_at: obtained.clone(),
+    };
+    pending::save(&pending_path, &saved).map_err(|e| {
+        RegistrationError::Controller(format!(
+            "runner {} was created in GitLab but its token could not be saved on the controller: {e}",
+            created.id
+        ))
+    })?;
+    let change = format!("registered runner `{desc}` in GitLab: id {} (tags {tags}; {why})", created.id);
+    let id = Identity::new(&created.token, Some(created.id), &obtained, created.token_expires_at.as_deref());
+    Ok(outcome(id, Some(change), Some(pending_path), learnt))
+}

@@ -1,0 +1,213 @@
+//! Runner types: what a runner should be, what a host holds, and the
+//! identity registration settles on.
+//!
+//! [`RunnerSettings`] come from a `gitlab_runner` task's arguments.
+//! [`Existing`] is read from the host's config.toml by the probe.
+//! [`Settled`] is what registration hands to planning: the token, id and
+//! dates the config.toml template renders, and what was done in GitLab to
+//! get them. It is a typed value end to end; the template variables
+//! (`runner_token`, ...) exist only inside the rendering of config.toml.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value as Json};
+
+/// Where gitlab-runner keeps its system id, beside its config.toml.
+pub const SYSTEM_ID_PATH: &str = "/etc/gitlab-runner/.runner_system_id";
+
+/// What upstream writes for "never expires".
+pub const NO_EXPIRY: &str = "0001-01-01T00:00:00Z";
+
+/// How the runner gets its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// `POST /user/runners` with GITLAB_TOKEN (create_runner scope).
+    Api,
+    /// An existing `glrt-` token from GITLAB_RUNNER_TOKEN.
+    Token,
+    /// `POST /runners` with GITLAB_REGISTRATION_TOKEN (deprecated upstream).
+    Legacy,
+}
+
+impl Registration {
+    /// The environment variable holding this mode's secret.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Registration::Api => "GITLAB_TOKEN",
+            Registration::Token => "GITLAB_RUNNER_TOKEN",
+            Registration::Legacy => "GITLAB_REGISTRATION_TOKEN",
+        }
+    }
+
+    /// What the secret of this mode is, for messages.
+    pub fn secret_description(self) -> &'static str {
+        match self {
+            Registration::Api => "a GitLab token with the create_runner scope (runner_registration: api)",
+            Registration::Token => "an existing runner token, glrt-... (runner_registration: token)",
+            Registration::Legacy => "a runner registration token (runner_registration: legacy)",
+        }
+    }
+}
+
+/// A runner to create, as GitLab's API takes it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunnerSpec {
+    pub runner_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
+    pub description: String,
+    pub tag_list: Vec<String>,
+    pub run_untagged: bool,
+    pub locked: bool,
+    pub access_level: String,
+    pub paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_timeout: Option<u64>,
+}
+
+/// Everything registration needs, from a `gitlab_runner` task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerSettings {
+    /// The GitLab instance, without a trailing `/`.
+    pub url: String,
+    /// config.toml on the host.
+    pub config: String,
+    /// The template config.toml is rendered from.
+    pub template: String,
+    pub registration: Registration,
+    pub spec: RunnerSpec,
+}
+
+impl RunnerSettings {
+    /// The GitLab API path that lists the runners of this runner's scope.
+    pub fn list_scope(&self) -> String {
+        match (self.spec.runner_type.as_str(), self.spec.group_id, self.spec.project_id) {
+            ("group_type", Some(g), _) => format!("groups/{g}/runners"),
+            ("project_type", _, Some(p)) => format!("projects/{p}/runners"),
+            _ => "runners/all".to_string(),
+        }
+    }
+}
+
+/// The token fields of one `[[runners]]` entry of a config.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    pub id: Option<u64>,
+    pub token: Option<String>,
+    pub token_obtained_at: Option<String>,
+    pub token_expires_at: Option<String>,
+}
+
+/// Read the runner entry for `url` (or the only one) from a config.toml.
+pub fn read_existing(text: &str, url: &str) -> Existing {
+    let Ok(doc) = toml::from_str::<toml::Table>(text) else { return Existing::default() };
+    let Some(runners) = doc.get("runners").and_then(|r| r.as_array()) else { return Existing::default() };
+    let pick = runners
+        .iter()
+        .find(|r| r.get("url").and_then(|u| u.as_str()).map(|u| u.trim_end_matches('/')) == Some(url))
+        .or(if runners.len() == 1 { runners.first() } else { None });
+    let Some(r) = pick else { return Existing::default() };
+    let s = |k: &str| -> Option<String> {
+        match r.get(k) {
+            Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(toml::Value::Datetime(d)) => Some(d.to_string()),
+            _ => None,
+        }
+    };
+    Existing {
+        id: r.get("id").and_then(|v| v.as_integer()).and_then(|i| u64::try_from(i).ok()),
+        token: s("token"),
+        token_obtained_at: s("token_obtained_at"),
+        token_expires_at: s("token_expires_at"),
+    }
+}
+
+/// The runner's identity, as config.toml must hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub token: String,
+    pub id: Option<u64>,
+    pub token_obtained_at: String,
+    /// [`NO_EXPIRY`] when the token does not expire.
+    pub token_expires_at: String,
+}
+
+impl Identity {
+    pub fn new(token: &str, id: Option<u64>, obtained: &str, expires: Option<&str>) -> Identity {
+        Identity {
+            token: token.to_string(),
+            id,
+            token_obtained_at: obtained.to_string(),
+            token_expires_at: expires.filter(|e| !e.is_empty()).unwrap_or(NO_EXPIRY).to_string(),
+        }
+    }
+
+    /// A stand-in used only to check templates before connecting; never
+    /// planned for a host.
+    pub fn placeholder() -> Identity {
+        Identity::new("glrt-placeholder-token", Some(1), "2000-01-01T00:00:00Z", None)
+    }
+
+    /// The variables the config.toml template reads.
+    pub fn template_vars(&self) -> Map<String, Json> {
+        match json!({
+            "runner_token": self.token,
+            "runner_id": self.id,
+            "runner_token_obtained_at": self.token_obtained_at,
+            "runner_token_expires_at": self.token_expires_at,
+        }) {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// What registration settled for one runner, handed to planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub identity: Identity,
+    /// What the controller did (or, in check mode, would do) in GitLab.
+    pub change: Option<String>,
+}
+
+/// RFC 3339 UTC timestamp of now, as gitlab-runner writes it.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_token_fields_of_the_matching_runner() {
+        let text = "concurrent = 2\n[[runners]]\n  name = \"a\"\n  url = \"https://g.example/\"\n  id = 42\n  token = \"glrt-abc\"\n  token_obtained_at = 2024-05-01T10:00:00Z\n  token_expires_at = 0001-01-01T00:00:00Z\n  executor = \"docker\"\n";
+        let e = read_existing(text, "https://g.example");
+        assert_eq!(e.id, Some(42));
+        assert_eq!(e.token.as_deref(), Some("glrt-abc"));
+        assert_eq!(e.token_obtained_at.as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(read_existing("not toml [", "x"), Existing::default());
+    }
+
+    #[test]
+    fn timestamps_look_like_upstreams() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T');
+        assert!(t.as_str() > "2024-01-01");
+    }
+}

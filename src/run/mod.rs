@@ -1,0 +1,268 @@
+//! The run: inventory -> playbook -> plan -> transport -> report, for every
+//! selected host.
+//!
+//! [`prepare`](prepare::prepare) does everything that needs no host; any
+//! mistake stops there, before the first connection (exit 5). [`drive`]
+//! then works on the hosts, at most `forks` at a time (in `--serial`
+//! batches if asked): each host is connected, probed, planned and changed
+//! by [`host::run_host`], whose events reach the reporter in the order they
+//! happen. A host that fails, cannot be reached, or even panics does not
+//! stop the others, and every selected host ends with a recap line.
+
+pub mod download;
+pub mod execute;
+pub mod host;
+pub mod options;
+pub mod prepare;
+pub mod unregister;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::cli::{Cli, Output};
+use crate::error::exit;
+use crate::report::{self, Counts, Event, HostStatus, Reporter};
+pub use options::{Mode, Options};
+use prepare::{HostJob, Prepared};
+
+/// The outcome of a run.
+pub struct Summary {
+    pub counts: BTreeMap<String, Counts>,
+    pub interrupted: bool,
+    pub mode: Mode,
+}
+
+impl Summary {
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            exit::INTERRUPTED
+        } else if self.counts.values().any(|c| c.failed > 0) {
+            exit::FAILED
+        } else if self.counts.values().any(|c| c.unreachable > 0) {
+            exit::UNREACHABLE
+        } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0) {
+            exit::DRIFT
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// The whole command: options, preparation, the run, the exit status.
+pub async fn main(cli: Cli) -> u8 {
+    let opts = match Options::from_cli(cli) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let prepared = match prepare::prepare(&opts).await {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("nothing was contacted.");
+            return exit::BAD_INPUT;
+        }
+    };
+    let r = opts.report;
+    let mut reporter: Box<dyn Reporter> = match r.output {
+        Output::Json => Box::new(report::Json { redactor: prepared.redactor.clone() }),
+        Output::Human => Box::new(report::Human::new(prepared.redactor.clone(), r.verbose, r.quiet, r.progress)),
+    };
+    drive(prepared, reporter.as_mut()).await.exit_code()
+}
+
+/// Drive every host; send events to `reporter`. With `--serial`, hosts go
+/// in batches and the rollout stops after a batch in which a host failed.
+pub async fn drive(prepared: Prepared, reporter: &mut dyn Reporter) -> Summary {
+    let mode = prepared.mode;
+    reporter.event(&Event::Start {
+        command: mode.command().to_string(),
+        hosts: prepared.hosts.iter().map(|h| h.name.clone()).collect(),
+        check: mode.plans_only(),
+    });
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+            }
+        });
+    }
+    let shared = Arc::new(host::Shared {
+        templates: prepared.templates.clone(),
+        base_dir: prepared.base_dir.clone(),
+        ssh: prepared.ssh.clone(),
+        mode,
+        diff: prepared.diff,
+        replace: prepared.replace,
+        stop: stop_rx,
+        downloads: prepared.downloads.clone(),
+        files: prepared.files.clone(),
+        secrets: prepared.secrets.clone(),
+        redactor: prepared.redactor.clone(),
+    });
+    let names: Vec<String> = prepared.hosts.iter().map(|h| h.name.clone()).collect();
+    let batch_size = prepared.serial.map(|s| s.batch(names.len())).unwrap_or(names.len()).max(1);
+    let sem = Arc::new(Semaphore::new(prepared.forks));
+    let mut jobs = prepared.hosts.into_iter().peekable();
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut batch_no = 0;
+    while jobs.peek().is_some() {
+        batch_no += 1;
+        let batch: Vec<HostJob> = jobs.by_ref().take(batch_size).collect();
+        let batch_names: Vec<String> = batch.iter().map(|j| j.name.clone()).collect();
+        let sh = shared.clone();
+        let stopped = interrupted.clone();
+        let run = move |job: HostJob, tx: mpsc::UnboundedSender<Event>| {
+            let sh = sh.clone();
+            let stopped = stopped.clone();
+            async move {
+                if stopped.load(Ordering::SeqCst) {
+                    return None;
+                }
+                Some(host::run_host(job, &sh, &tx).await)
+            }
+        };
+        counts.extend(run_batch(batch, sem.clone(), reporter, run).await);
+        let failed = batch_names.iter().any(|n| counts.get(n).map(|c| c.failed > 0 || c.unreachable > 0).unwrap_or(false));
+        if failed && jobs.peek().is_some() && prepared.serial.is_some() {
+            let rest: Vec<String> = jobs.map(|j| j.name).collect();
+            reporter.note(&format!("rollout stopped: a host of batch {batch_no} failed; not started: {}", rest.join(", ")));
+            break;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    let interrupted = interrupted.load(Ordering::SeqCst);
+    if interrupted {
+        let skipped: Vec<&str> = names.iter().filter(|n| !counts.contains_key(*n)).map(String::as_str).collect();
+        if !skipped.is_empty() {
+            reporter.note(&format!("interrupted: {} host(s) not started: {}", skipped.len(), skipped.join(", ")));
+        }
+    }
+    reporter.event(&Event::Recap { hosts: counts.clone() });
+    if mode.plans() && counts.values().any(|c| c.ok > 0) {
+        for n in &prepared.notices {
+            reporter.note(&format!("note: {n}"));
+        }
+    }
+    reporter.finish();
+    Summary { counts, interrupted, mode }
+}
+
+/// Run one batch of hosts, at most `sem`'s permits at a time, passing
+/// their events to `reporter` as they come. A host whose task panicked
+/// ends as failed, with a `host_end` event and a recap line of its own.
+/// `None` from `run`: the host was not started (interrupted).
+async fn run_batch<F, Fut>(batch: Vec<HostJob>, sem: Arc<Semaphore>, reporter: &mut dyn Reporter, run: F) -> BTreeMap<String, Counts>
+where
+    F: Fn(HostJob, mpsc::UnboundedSender<Event>) -> Fut,
+    Fut: Future<Output = Option<Counts>> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let mut set = tokio::task::JoinSet::new();
+    let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
+    for job in batch {
+        let name = job.name.clone();
+        let fut = run(job, tx.clone());
+        let sem = sem.clone();
+        let handle = set.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else { return None };
+            fut.await
+        });
+        names.insert(handle.id(), name);
+    }
+    drop(tx);
+    let mut counts = BTreeMap::new();
+    let mut panicked: Vec<(String, String)> = Vec::new();
+    while !set.is_empty() {
+        tokio::select! {
+            Some(e) = rx.recv() => reporter.event(&e),
+            res = set.join_next_with_id() => match res {
+                Some(Ok((id, Some(c)))) => {
+                    if let Some(name) = names.remove(&id) {
+                        counts.insert(name, c);
+                    }
+                }
+                Some(Ok((id, None))) => {
+                    names.remove(&id);
+                }
+                Some(Err(e)) => {
+                    let name = names.remove(&e.id()).unwrap_or_else(|| "(unknown host)".into());
+                    let why = if e.is_panic() { "an internal error (a panic) stopped its run" } else { "its run was cancelled" };
+                    panicked.push((name, why.to_string()));
+                }
+                None => {}
+            },
+        }
+    }
+    while let Some(e) = rx.recv().await {
+        reporter.event(&e);
+    }
+    for (name, why) in panicked {
+        reporter.event(&Event::HostEnd {
+            host: name.clone(),
+            status: HostStatus::Failed,
+            round_trips: 0,
+            elapsed_ms: 0,
+            msg: Some(format!("{why}; this is a bug in bootstrap: please report it with the output of -vv")),
+        });
+        counts.insert(name, Counts { failed: 1, ..Counts::default() });
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Become, Target};
+
+    struct Collect(Vec<Event>);
+
+    impl Reporter for Collect {
+        fn event(&mut self, e: &Event) {
+            self.0.push(e.clone());
+        }
+        fn note(&mut self, _: &str) {}
+    }
+
+    fn job(name: &str) -> HostJob {
+        HostJob {
+            name: name.into(),
+            target: Target { address: name.into(), port: 22, user: "root".into(), key_files: vec![], proxy_jump: vec![] },
+            r#become: Become::No,
+            program: None,
+            verify_base_image: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_that_panics_is_a_failed_host_with_a_recap_line() {
+        let mut rep = Collect(Vec::new());
+        let batch = vec![job("good"), job("bad"), job("also-good")];
+        let counts = run_batch(batch, Arc::new(Semaphore::new(2)), &mut rep, |job: HostJob, tx: mpsc::UnboundedSender<Event>| async move {
+            assert!(job.name != "bad", "simulated bug in a host's run");
+            let _ = tx.send(Event::HostEnd { host: job.name.clone(), status: HostStatus::Ok, round_trips: 1, elapsed_ms: 1, msg: None });
+            Some(Counts { ok: 1, ..Counts::default() })
+        })
+        .await;
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert_eq!(counts["bad"].failed, 1);
+        assert_eq!(counts["good"].ok, 1);
+        let summary = Summary { counts, interrupted: false, mode: Mode::Apply };
+        assert_eq!(summary.exit_code(), exit::FAILED);
+        let ends: Vec<&Event> = rep.0.iter().filter(|e| matches!(e, Event::HostEnd { host, .. } if host == "bad")).collect();
+        assert!(matches!(ends.as_slice(), [Event::HostEnd { status: HostStatus::Failed, msg: Some(m), .. }] if m.contains("bug")), "{ends:?}");
+    }
+}

@@ -1,0 +1,173 @@
+//! `verify`: prove a runner host does its job.
+//!
+//! One script on the host: Docker answers on the socket, the runner
+//! service runs, an image builds twice through the host's socket and the
+//! second build is all cache; and GitLab is asked whether the host's token
+//! is valid. Each check is one task line in the report.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::host::HostCtx;
+use crate::gitlab::runner::{read_existing, RunnerSettings};
+use crate::gitlab::unregister::token_valid;
+use crate::plan::facts::Facts;
+use crate::report::{Counts, Event, TaskStatus};
+use crate::transport::shell::quote;
+use crate::transport::SshError;
+
+/// One line of a verification or an unregistration, as a task event.
+pub(super) struct TaskLines<'a> {
+    pub host: &'a str,
+    pub tx: &'a mpsc::UnboundedSender<Event>,
+    pub next: usize,
+    pub counts: Counts,
+    pub failed: bool,
+}
+
+impl TaskLines<'_> {
+    pub(super) fn task(&mut self, name: &str, status: TaskStatus, msg: Option<String>, duration_ms: u64) {
+        let i = self.next;
+        self.next += 1;
+        let _ = self.tx.send(Event::TaskStart { host: self.host.to_string(), task: i, name: name.to_string() });
+        self.failed |= self.counts.record(status);
+        let _ = self.tx.send(Event::TaskEnd {
+            host: self.host.to_string(),
+            task: i,
+            name: name.to_string(),
+            handler: false,
+            status,
+            duration_ms,
+            changes: vec![],
+            msg,
+            output: None,
+            diff: None,
+        });
+    }
+}
+
+pub(super) fn config_text(facts: &Facts, path: &str) -> Option<String> {
+    facts.path(path).and_then(|s| s.content.clone()).map(|c| String::from_utf8_lossy(&c).into_owned())
+}
+
+/// The verification script. The build context holds a file with `nonce`
+/// (copied by the first step), so the first build is always a fresh one and
+/// the second, identical, must take all three steps from the cache.
+fn verify_script(nonce: &str, base_image: Option<&str>) -> String {
+    let base = base_image.map(quote).unwrap_or_default();
+    format!(
+        r#"export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+echo "@@{nonce} docker"; docker -H unix:///var/run/docker.sock version --format '{{{{.Server.Version}}}}' 2>&1; echo "rc=$?"
+echo "@@{nonce} runner"; systemctl is-active gitlab-runner 2>&1; echo "rc=$?"
+echo "@@{nonce} build"
+base={base}
+if [ -z "$base" ]; then
+  # No registry needed: a base image made of this host's own shell.
+  base=bootstrap-verify/base:1
+  if ! docker image inspect "$base" >/dev/null 2>&1; then
+    r=$(mktemp -d); mkdir -p "$r/bin"; cp /bin/sh "$r/bin/sh"
+    for f in $(ldd /bin/sh | grep -o '/[^ ]*'); do mkdir -p "$r$(dirname "$f")"; cp -L "$f" "$r$f"; done
+    tar -C "$r" -c . | docker -H unix:///var/run/docker.sock import - "$base" >/dev/null; rm -rf "$r"
+  fi
+fi
+ctx=$(mktemp -d)
+printf 'FROM %s\nCOPY nonce /nonce\nRUN echo two > /two\nRUN echo three > /three\n' "$base" > "$ctx/Dockerfile"
+echo {nonce} > "$ctx/nonce"
+t0=$(date +%s%N)
+docker -H unix:///var/run/docker.sock build -t bootstrap-verify/app:{nonce} "$ctx" > "$ctx/b1" 2>&1; rc1=$?
+t1=$(date +%s%N)
+docker -H unix:///var/run/docker.sock build -t bootstrap-verify/app:{nonce} "$ctx" > "$ctx/b2" 2>&1; rc2=$?
+t2=$(date +%s%N)
+echo "rc1=$rc1"; echo "rc2=$rc2"; echo "ms1=$(( (t1 - t0) / 1000000 ))"; echo "ms2=$(( (t2 - t1) / 1000000 ))"
+echo "cached=$(grep -c -e 'Using cache' -e ' CACHED' "$ctx/b2")"
+[ "$rc1" = 0 ] && [ "$rc2" = 0 ] || tail -n 5 "$ctx/b1" "$ctx/b2"
+docker -H unix:///var/run/docker.sock rmi bootstrap-verify/app:{nonce} >/dev/null 2>&1
+rm -rf "$ctx"
+echo "@@{nonce} end"
+"#
+    )
+}
+
+/// What `verify` needs besides the host.
+pub struct Verify<'a> {
+    /// `verify_base_image`, or none to build from the host's own shell.
+    pub base_image: Option<&'a str>,
+    pub nonce: String,
+}
+
+/// Prove the host does its job. Returns counts and whether it failed.
+pub async fn verify(ctx: &HostCtx<'_>, facts: &Facts, reg: Option<&RunnerSettings>, v: &Verify<'_>) -> Result<(Counts, bool), SshError> {
+    let mut rep = TaskLines { host: ctx.name, tx: ctx.tx, next: 0, counts: Counts::default(), failed: false };
+    let nonce = v.nonce.as_str();
+    let start = Instant::now();
+    let out = ctx.session.run_script(&verify_script(nonce, v.base_image), ctx.become_, |_| {}).await?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let elapsed = start.elapsed().as_millis() as u64;
+    let section = |tag: &str| -> Vec<String> {
+        let marker = format!("@@{nonce} ");
+        let mut inside = false;
+        let mut lines = Vec::new();
+        for l in text.lines() {
+            if let Some(t) = l.strip_prefix(&marker) {
+                inside = t == tag;
+                continue;
+            }
+            if inside {
+                lines.push(l.to_string());
+            }
+        }
+        lines
+    };
+    let value = |lines: &[String], k: &str| lines.iter().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
+    let docker = section("docker");
+    match value(&docker, "rc").as_deref() {
+        Some("0") => rep.task("Docker answers on /var/run/docker.sock", TaskStatus::Ok, Some(format!("Docker Engine {}", docker[0].trim())), 0),
+        _ => rep.task("Docker answers on /var/run/docker.sock", TaskStatus::Failed, Some(docker.join("\n")), 0),
+    }
+    let runner = section("runner");
+    match value(&runner, "rc").as_deref() {
+        Some("0") => rep.task("gitlab-runner service active", TaskStatus::Ok, None, 0),
+        _ => rep.task("gitlab-runner service active", TaskStatus::Failed, Some(format!("systemctl says: {}", runner.first().cloned().unwrap_or_default())), 0),
+    }
+    if let Some(s) = reg {
+        let existing = config_text(facts, &s.config).map(|t| read_existing(&t, &s.url)).unwrap_or_default();
+        match &existing.token {
+            None => rep.task("runner token valid in GitLab", TaskStatus::Failed, Some(format!("{} holds no runner token for {}", s.config, s.url)), 0),
+            Some(t) => {
+                let t0 = Instant::now();
+                let result = token_valid(&s.url, t).await.map_err(|e| e.to_string());
+                let ms = t0.elapsed().as_millis() as u64;
+                match result {
+                    Ok(true) => rep.task("runner token valid in GitLab", TaskStatus::Ok, Some(format!("runner id {}", existing.id.map(|i| i.to_string()).unwrap_or("?".into()))), ms),
+                    Ok(false) => rep.task("runner token valid in GitLab", TaskStatus::Failed, Some("GitLab rejects the host's token (403): run `bootstrap apply` to register again".into()), ms),
+                    Err(e) => rep.task("runner token valid in GitLab", TaskStatus::Failed, Some(e), ms),
+                }
+            }
+        }
+    }
+    let build = section("build");
+    let (rc1, rc2) = (value(&build, "rc1"), value(&build, "rc2"));
+    let ms1: u64 = value(&build, "ms1").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ms2: u64 = value(&build, "ms2").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cached: u32 = value(&build, "cached").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let name = "an image builds twice through the host's socket, the second time from cache";
+    if rc1.as_deref() == Some("0") && rc2.as_deref() == Some("0") && cached >= 3 {
+        rep.task(name, TaskStatus::Ok, Some(format!("first build {ms1} ms, second {ms2} ms: {cached}/3 steps from cache")), ms1 + ms2);
+    } else {
+        let detail: Vec<&String> = build.iter().filter(|l| !l.contains('=')).collect();
+        rep.task(
+            name,
+            TaskStatus::Failed,
+            Some(format!(
+                "builds exited {} and {}, {cached}/3 steps of the second from cache{}",
+                rc1.unwrap_or("?".into()),
+                rc2.unwrap_or("?".into()),
+                if detail.is_empty() { String::new() } else { format!(":\n{}", detail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")) }
+            )),
+            elapsed,
+        );
+    }
+    Ok((rep.counts, rep.failed))
+}
+

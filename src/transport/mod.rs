@@ -1,0 +1,17 @@
+//! The transport: how commands reach a host.
+//!
+//! One SSH connection per host ([`session`]), checked against known_hosts
+//! ([`known_hosts`]), reached as `~/.ssh/config` says ([`ssh_config`]),
+//! authenticated with keys ([`auth`]); sudo in one place
+//! ([`session::Become`]); and the quoting that keeps every value sent to a
+//! host data, never shell syntax ([`shell`]). Nothing above this room opens
+//! a socket to a host.
+
+pub mod auth;
+pub mod known_hosts;
+pub mod session;
+pub mod shell;
+pub mod ssh_config;
+
+pub use session::{Become, Session, SshError, SshOptions};
+pub use ssh_config::Target;

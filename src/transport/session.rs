@@ -1,0 +1,378 @@
+//! One SSH connection per host (russh), channels multiplexed.
+//!
+//! - Host keys are checked strictly against a known_hosts file. An unknown
+//!   key is refused unless `--accept-new-host-keys`; a changed key is always
+//!   refused, naming the line to fix. Nothing is sent before that check.
+//! - ProxyJump chains are dialled hop by hop, every hop checked the same way.
+//! - At most [`MAX_CHANNELS`] channels are open at once on a connection,
+//!   under OpenSSH's default `MaxSessions` of 10. Every channel is read to
+//!   its end and closed.
+//! - Privilege escalation (sudo) is done here and only here: [`Become`].
+//!   A become password goes on the channel's stdin, never on a command line.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use russh::{ChannelMsg, Disconnect};
+use tokio::sync::Semaphore;
+
+use super::auth::authenticate;
+use super::known_hosts::{self, KnownHosts, Verdict};
+use super::ssh_config::{jump_chain, Target};
+
+/// Channels open at once on one connection (OpenSSH allows 10).
+pub const MAX_CHANNELS: usize = 8;
+
+
+/// Why a connection or a command failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SshError {
+    /// TCP connect failed or timed out, or the connection dropped.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The host key is unknown or changed.
+    #[error("{0}")]
+    HostKey(String),
+    #[error("{0}")]
+    Auth(String),
+    /// sudo refused.
+    #[error("{0}")]
+    Become(String),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl SshError {
+    /// Whether the host counts as unreachable (as Ansible counts it).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SshError::Unreachable(_) | SshError::HostKey(_) | SshError::Auth(_))
+    }
+}
+
+/// Settings shared by every connection of a run.
+#[derive(Clone)]
+pub struct SshOptions {
+    /// Read once per run, shared by every connection.
+    pub known_hosts: Arc<KnownHosts>,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    pub ssh_config: Option<Arc<ssh2_config::SshConfig>>,
+    /// Decrypted key files, loaded once before any connection.
+    pub keys: Arc<Vec<(PathBuf, Arc<PrivateKey>)>>,
+}
+
+#[derive(Debug, Clone)]
+enum KeyVerdict {
+    Unknown { fingerprint: String },
+    Changed { line: usize },
+    Error(String),
+}
+
+pub(super) struct Handler {
+    host: String,
+    port: u16,
+    known_hosts: Arc<KnownHosts>,
+    accept_new: bool,
+    verdict: Arc<Mutex<Option<KeyVerdict>>>,
+}
+
+impl client::Handler for Handler {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, server: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let key: &PublicKey = match server {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            _ => {
+                self.set(KeyVerdict::Error("the host presented a certificate; host certificates are not supported".into()));
+                return Ok(false);
+            }
+        };
+        let openssh = match key.to_openssh() {
+            Ok(s) => s,
+            Err(e) => {
+                self.set(KeyVerdict::Error(format!("cannot encode the host's key: {e}")));
+                return Ok(false);
+            }
+        };
+        let mut words = openssh.split_whitespace();
+        let (kt, kb) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        match self.known_hosts.check(&self.host, self.port, kt, kb) {
+            Verdict::Match => Ok(true),
+            Verdict::Unknown if self.accept_new => match self.known_hosts.accept(&self.host, self.port, kt, kb) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    self.set(KeyVerdict::Error(format!("cannot record the host key in {}: {e}", self.known_hosts.path().display())));
+                    Ok(false)
+                }
+            },
+            Verdict::Unknown => {
+                self.set(KeyVerdict::Unknown { fingerprint: key.fingerprint(HashAlg::Sha256).to_string() });
+                Ok(false)
+            }
+            Verdict::Changed { line } => {
+                self.set(KeyVerdict::Changed { line });
+                Ok(false)
+            }
+            Verdict::Revoked { line } => {
+                self.set(KeyVerdict::Error(format!(
+                    "the host key of {} is marked @revoked in {} line {line}; refusing to connect",
+                    self.host,
+                    self.known_hosts.path().display()
+                )));
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Handler {
+    fn set(&self, v: KeyVerdict) {
+        if let Ok(mut g) = self.verdict.lock() {
+            *g = Some(v);
+        }
+    }
+}
+
+/// How commands are run on the host: as the login user, or through sudo.
+#[derive(Clone)]
+pub enum Become {
+    No,
+    Sudo { user: String, password: Option<String> },
+}
+
+/// First line of stdin after a sudo password, so the script starts in the
+/// same place whether sudo read the password or not (NOPASSWD rules).
+const SENTINEL: &str = "#bootstrap-script-follows";
+
+/// The output of one remote command.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub status: Option<u32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// One authenticated connection.
+pub struct Session {
+    handle: client::Handle<Handler>,
+    channels: Arc<Semaphore>,
+    round_trips: AtomicU32,
+    // A ProxyJump connection must live as long as this one.
+    _jump: Option<Box<Session>>,
+}
+
+impl Session {
+    /// Connect (through every ProxyJump hop), check host keys,
+    /// authenticate.
+    pub async fn connect(target: &Target, opts: &SshOptions) -> Result<Session, SshError> {
+        let hops = jump_chain(target, opts.ssh_config.as_deref())
+            .map_err(|e| SshError::Unreachable(format!("{e}; refusing to connect to {} directly", target.address)))?;
+        let timeout = opts.connect_timeout;
+        let dial = async {
+            let mut through: Option<Session> = None;
+            for hop in hops.iter().chain(std::iter::once(target)) {
+                let via = through.take();
+                through = Some(Session::connect_one(hop, via, opts).await?);
+            }
+            through.ok_or_else(|| SshError::Protocol("no connection was made".into()))
+        };
+        match tokio::time::timeout(timeout * (hops.len() as u32 + 1), dial).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Unreachable(format!(
+                "no SSH answer from {}:{} within {}s (connect timeout)",
+                target.address,
+                target.port,
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// One hop: directly, or through the connection `via`.
+    async fn connect_one(target: &Target, via: Option<Session>, opts: &SshOptions) -> Result<Session, SshError> {
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        });
+        let verdict = Arc::new(Mutex::new(None));
+        let handler = Handler {
+            host: target.address.clone(),
+            port: target.port,
+            known_hosts: opts.known_hosts.clone(),
+            accept_new: opts.accept_new_host_keys,
+            verdict: verdict.clone(),
+        };
+        let handle = match &via {
+            Some(jump) => {
+                let ch = jump
+                    .handle
+                    .channel_open_direct_tcpip(target.address.clone(), target.port as u32, "127.0.0.1", 0)
+                    .await
+                    .map_err(|e| SshError::Unreachable(format!("ProxyJump: cannot reach {}:{} from the jump host: {e}", target.address, target.port)))?;
+                client::connect_stream(config, ch.into_stream(), handler).await
+            }
+            None => client::connect(config, (target.address.as_str(), target.port), handler).await,
+        };
+        let kh = opts.known_hosts.path();
+        let mut handle = handle.map_err(|e| {
+            let v = verdict.lock().ok().and_then(|g| g.clone());
+            match v {
+                Some(KeyVerdict::Unknown { fingerprint }) => SshError::HostKey(format!(
+                    "host key of {}:{} is not in {} ({fingerprint}); refusing to connect\n  help: check the fingerprint, then run again with --accept-new-host-keys to record it",
+                    target.address, target.port, kh.display()
+                )),
+                Some(KeyVerdict::Changed { line }) => SshError::HostKey(format!(
+                    "HOST KEY CHANGED for {}:{}: it does not match {} line {line}; refusing to connect (possible man-in-the-middle)\n  help: if the host was rebuilt, remove that line (ssh-keygen -R {} -f {})",
+                    target.address, target.port, kh.display(), known_hosts::host_name(&target.address, target.port), kh.display()
+                )),
+                Some(KeyVerdict::Error(m)) => SshError::HostKey(m),
+                None => SshError::Unreachable(format!("cannot connect to {}:{}: {}", target.address, target.port, describe(&e))),
+            }
+        })?;
+        authenticate(&mut handle, target, opts).await?;
+        Ok(Session {
+            handle,
+            channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
+            round_trips: AtomicU32::new(0),
+            _jump: via.map(Box::new),
+        })
+    }
+
+    /// Command round trips made on this connection so far.
+    pub fn round_trips(&self) -> u32 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Run `command` with `stdin`, calling `on_stdout` with output as it
+    /// arrives. Stdin is written while output is read, so neither side can
+    /// block the other.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: Vec<u8>,
+        mut on_stdout: impl FnMut(&[u8]) + Send,
+    ) -> Result<Output, SshError> {
+        let _permit = self.channels.acquire().await.map_err(|_| SshError::Protocol("connection closed".into()))?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Unreachable(format!("cannot open a channel: {}", describe(&e))))?;
+        let (mut read, write) = channel.split();
+        if let Err(e) = write.exec(true, command).await {
+            let _ = write.close().await;
+            return Err(SshError::Unreachable(format!("cannot run a command: {}", describe(&e))));
+        }
+        let mut stdin_writer = write.make_writer();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let r = stdin_writer.write_all(&stdin).await;
+            // Shutting the writer down sends EOF.
+            let _ = stdin_writer.shutdown().await;
+            r
+        });
+        let mut out = Output::default();
+        let mut closed = false;
+        while let Some(msg) = read.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    on_stdout(&data);
+                    out.stdout.extend_from_slice(&data);
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                ChannelMsg::Close => {
+                    closed = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let _ = writer.await;
+        if !closed {
+            let _ = write.close().await;
+        }
+        if out.status.is_none() {
+            return Err(SshError::Unreachable("the connection was lost while a command ran".into()));
+        }
+        Ok(out)
+    }
+
+    /// Run a shell script (fed on stdin to `sh -s`) as the become user.
+    pub async fn run_script(
+        &self,
+        script: &str,
+        become_: &Become,
+        on_stdout: impl FnMut(&[u8]) + Send,
+    ) -> Result<Output, SshError> {
+        self.run_as("exec sh -s", script.as_bytes().to_vec(), become_, on_stdout).await
+    }
+
+    /// Run the shell command `inner` as the become user with `data` on its
+    /// stdin. This is the one place that knows how to use sudo.
+    pub async fn run_as(
+        &self,
+        inner: &str,
+        data: Vec<u8>,
+        become_: &Become,
+        on_stdout: impl FnMut(&[u8]) + Send,
+    ) -> Result<Output, SshError> {
+        use super::shell::quote;
+        let (command, mut stdin) = match become_ {
+            Become::No => (format!("sh -c {}", quote(inner)), Vec::new()),
+            Become::Sudo { user, password: None } => (format!("sudo -n -H -u {} -- sh -c {}", quote(user), quote(inner)), Vec::new()),
+            Become::Sudo { user, password: Some(pw) } => {
+                // The password is the first line of stdin; the sentinel line
+                // after it lets the shell start at the same place whether
+                // sudo read the password or not (NOPASSWD rules).
+                let reader = format!("IFS= read -r l; [ \"$l\" = \"{SENTINEL}\" ] || IFS= read -r l; {inner}");
+                let cmd = format!("sudo -k -S -p '' -H -u {} -- sh -c {}", quote(user), quote(&reader));
+                let mut s = pw.as_bytes().to_vec();
+                s.push(b'\n');
+                s.extend_from_slice(SENTINEL.as_bytes());
+                s.push(b'\n');
+                (cmd, s)
+            }
+        };
+        stdin.extend_from_slice(&data);
+        let out = self.exec(&command, stdin, on_stdout).await?;
+        if let Become::Sudo { user, .. } = become_ {
+            if out.status == Some(1) && out.stdout.is_empty() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                if err.contains("a password is required") || err.contains("a terminal is required") {
+                    return Err(SshError::Become(format!(
+                        "sudo to {user} needs a password: set ansible_become_password for this host"
+                    )));
+                }
+                if err.contains("incorrect password") || err.contains("Sorry, try again") {
+                    return Err(SshError::Become(format!("sudo to {user} refused the become password")));
+                }
+                if err.contains("sudo:") {
+                    return Err(SshError::Become(format!("sudo to {user} failed: {}", err.trim())));
+                }
+            }
+            if out.status == Some(127) && String::from_utf8_lossy(&out.stderr).contains("sudo: not found") {
+                return Err(SshError::Become("become needs sudo, which is not installed on the host".into()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn close(self) {
+        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+pub(super) fn describe(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
