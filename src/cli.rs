@@ -19,7 +19,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Converge hosts to what the playbook describes (default: the built-in runner playbook).
-    #[command(after_help = "Examples:\n  bootstrap apply hosts.yml --limit 'runners:!runner-3' --diff\n  bootstrap apply hosts.yml --limit runner-3 --replace      # a host rebuilt under a dead host's name\n  bootstrap apply hosts.yml --serial 25%                    # rolling: a quarter at a time\n  bootstrap apply hosts.yml --playbook playbooks/example.yml")]
+    #[command(
+        after_help = "Examples:\n  bootstrap apply hosts.yml --limit 'runners:!runner-3' --diff\n  bootstrap apply hosts.yml --limit runner-3 --replace      # a host rebuilt under a dead host's name\n  bootstrap apply hosts.yml --serial 25%                    # rolling: a quarter at a time\n  bootstrap apply hosts.yml --playbook playbooks/example.yml"
+    )]
     Apply(ApplyArgs),
     /// Find drift: probe and plan, change nothing; exit 3 if a host differs from the playbook.
     #[command(after_help = "Example:\n  bootstrap check hosts.yml --diff    # exit 0: converged, 3: drifted")]

@@ -10,8 +10,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::plan::facts::FactRequest;
 use crate::inventory::Inventory;
+use crate::plan::facts::FactRequest;
 use crate::playbook::Playbook;
 use crate::template::Templates;
 
@@ -19,22 +19,63 @@ use crate::template::Templates;
 /// get past the YAML parser into the checks behind it.
 fn yamlish() -> impl Strategy<Value = String> {
     let key = prop_oneof![
-        Just("all"), Just("hosts"), Just("children"), Just("vars"), Just("web1"), Just("db"),
-        Just("ansible_host"), Just("ansible_port"), Just("ansible_become"), Just("ansible_user"),
-        Just("ansible_become_password"), Just("tasks"), Just("handlers"), Just("name"), Just("apt"),
-        Just("copy"), Just("template"), Just("file"), Just("user"), Just("service"), Just("command"),
-        Just("when"), Just("notify"), Just("dest"), Just("content"), Just("mode"), Just("state"),
-        Just("gitlab_runner"), Just("assert"), Just("that"), Just("defaults"), Just("become"),
+        Just("all"),
+        Just("hosts"),
+        Just("children"),
+        Just("vars"),
+        Just("web1"),
+        Just("db"),
+        Just("ansible_host"),
+        Just("ansible_port"),
+        Just("ansible_become"),
+        Just("ansible_user"),
+        Just("ansible_become_password"),
+        Just("tasks"),
+        Just("handlers"),
+        Just("name"),
+        Just("apt"),
+        Just("copy"),
+        Just("template"),
+        Just("file"),
+        Just("user"),
+        Just("service"),
+        Just("command"),
+        Just("when"),
+        Just("notify"),
+        Just("dest"),
+        Just("content"),
+        Just("mode"),
+        Just("state"),
+        Just("gitlab_runner"),
+        Just("assert"),
+        Just("that"),
+        Just("defaults"),
+        Just("become"),
     ];
     let value = prop_oneof![
-        Just(""), Just("yes"), Just("no"), Just("22"), Just("0644"), Just("'0999'"), Just("[a, b]"),
-        Just("{a: 1}"), Just("\"{{ x }}\""), Just("\"{{ inventory_hostname }}\""), Just("\"{% if %}\""),
-        Just("/etc/x"), Just("$(touch /tmp/pwned)"), Just("present"), Just("~"), Just("\"a\\nb\""),
-        Just("[{name: x, copy: {dest: /a, content: b}}]"), Just("{{"), Just("- x"), Just(": :"),
+        Just(""),
+        Just("yes"),
+        Just("no"),
+        Just("22"),
+        Just("0644"),
+        Just("'0999'"),
+        Just("[a, b]"),
+        Just("{a: 1}"),
+        Just("\"{{ x }}\""),
+        Just("\"{{ inventory_hostname }}\""),
+        Just("\"{% if %}\""),
+        Just("/etc/x"),
+        Just("$(touch /tmp/pwned)"),
+        Just("present"),
+        Just("~"),
+        Just("\"a\\nb\""),
+        Just("[{name: x, copy: {dest: /a, content: b}}]"),
+        Just("{{"),
+        Just("- x"),
+        Just(": :"),
     ];
-    let line = (0usize..4, key, value, any::<bool>()).prop_map(|(indent, k, v, dash)| {
-        format!("{}{}{k}: {v}", "  ".repeat(indent), if dash { "- " } else { "" })
-    });
+    let line = (0usize..4, key, value, any::<bool>())
+        .prop_map(|(indent, k, v, dash)| format!("{}{}{k}: {v}", "  ".repeat(indent), if dash { "- " } else { "" }));
     proptest::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
 }
 

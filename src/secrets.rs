@@ -82,7 +82,8 @@ mod tests {
 
     #[test]
     fn multi_line_secrets_are_masked_whole_and_by_line() {
-        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
+        let pem =
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
         let r = Redactor::default();
         r.add(pem);
         let whole = r.mask(&format!("value: {pem}done"));

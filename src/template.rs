@@ -94,12 +94,7 @@ impl Templates {
                 match std::fs::read_to_string(&path) {
                     Ok(s) => return Ok(Some(s)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(Error::new(
-                            ErrorKind::InvalidOperation,
-                            format!("cannot read {}: {e}", path.display()),
-                        ))
-                    }
+                    Err(e) => return Err(Error::new(ErrorKind::InvalidOperation, format!("cannot read {}: {e}", path.display()))),
                 }
             }
             Ok(BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string()))
@@ -174,9 +169,7 @@ impl Templates {
                     Json::String(self.render_str(s, ctx)?)
                 }
             }
-            Json::Array(items) => {
-                Json::Array(items.iter().map(|i| self.render_value(i, ctx)).collect::<Result<_, _>>()?)
-            }
+            Json::Array(items) => Json::Array(items.iter().map(|i| self.render_value(i, ctx)).collect::<Result<_, _>>()?),
             Json::Object(map) => {
                 let mut out = serde_json::Map::new();
                 for (k, v) in map {
@@ -246,15 +239,9 @@ fn lookup(kind: String, name: String) -> Result<Value, Error> {
     match kind.as_str() {
         "env" => match std::env::var(&name) {
             Ok(v) => Ok(Value::from(v)),
-            Err(_) => Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("environment variable {name} is not set"),
-            )),
+            Err(_) => Err(Error::new(ErrorKind::InvalidOperation, format!("environment variable {name} is not set"))),
         },
-        other => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("lookup plugin `{other}` is not supported (only `env`)"),
-        )),
+        other => Err(Error::new(ErrorKind::InvalidOperation, format!("lookup plugin `{other}` is not supported (only `env`)"))),
     }
 }
 

@@ -140,11 +140,10 @@ impl Client {
     /// Create a runner (`POST /api/v4/user/runners`), GitLab >= 15.11.
     pub async fn create_runner(&self, token_var: &str, token: &str, spec: &RunnerSpec) -> Result<Created, GitlabError> {
         let url = format!("{}/api/v4/user/runners", self.base);
-        let (status, resp) = self
-            .send("creating the runner", false, |h| h.post(&url).header("PRIVATE-TOKEN", token).json(spec))
-            .await?;
+        let (status, resp) = self.send("creating the runner", false, |h| h.post(&url).header("PRIVATE-TOKEN", token).json(spec)).await?;
         match status {
-            201 | 200 => serde_json::from_value(resp).map_err(|e| GitlabError(format!("GitLab's answer to creating a runner is not understood: {e}"))),
+            201 | 200 => serde_json::from_value(resp)
+                .map_err(|e| GitlabError(format!("GitLab's answer to creating a runner is not understood: {e}"))),
             s => Err(self.explain(s, &resp, "creating the runner", token_var)),
         }
     }
@@ -204,9 +203,7 @@ impl Client {
         for page in 1..=50u32 {
             let url = format!("{}/api/v4/{scope}", self.base);
             let query = [("tag_list", tag.to_string()), ("per_page", "100".to_string()), ("page", page.to_string())];
-            let (status, resp) = self
-                .send("listing runners", true, |h| h.get(&url).header("PRIVATE-TOKEN", token).query(&query))
-                .await?;
+            let (status, resp) = self.send("listing runners", true, |h| h.get(&url).header("PRIVATE-TOKEN", token).query(&query)).await?;
             if status != 200 {
                 return Err(self.explain(status, &resp, "listing runners", token_var));
             }

@@ -84,10 +84,7 @@ pub struct Inventory {
 
 fn yaml_to_json(file: &Path, index: &PosIndex, path: &str, v: &serde_yaml_ng::Value) -> Result<Json, InputError> {
     serde_json::to_value(v).map_err(|e| {
-        InputError::new(format!("value cannot be used as a variable: {e}"))
-            .in_file(file)
-            .at(index.find(path))
-            .field(path.to_string())
+        InputError::new(format!("value cannot be used as a variable: {e}")).in_file(file).at(index.find(path)).field(path.to_string())
     })
 }
 
@@ -103,16 +100,10 @@ impl Inventory {
         let index = PosIndex::new(source);
         let raw: Option<IndexMap<String, Option<RawGroup>>> =
             serde_yaml_ng::from_str(source).map_err(|e| InputError::from_yaml(file, &e))?;
-        let raw = raw.ok_or_else(|| {
-            InputError::new("the inventory is empty").in_file(file).hint("start it with `all:` and a `hosts:` mapping")
-        })?;
-        let mut inv = Inventory {
-            file: file.to_path_buf(),
-            groups: IndexMap::new(),
-            hosts: IndexMap::new(),
-            groups_layer: Arc::default(),
-            index,
-        };
+        let raw =
+            raw.ok_or_else(|| InputError::new("the inventory is empty").in_file(file).hint("start it with `all:` and a `hosts:` mapping"))?;
+        let mut inv =
+            Inventory { file: file.to_path_buf(), groups: IndexMap::new(), hosts: IndexMap::new(), groups_layer: Arc::default(), index };
         let mut host_vars: IndexMap<String, (Vars, String)> = IndexMap::new();
         inv.groups.insert("all".into(), Group { name: "all".into(), path: "all".into(), ..Default::default() });
         for (name, group) in &raw {
@@ -140,10 +131,11 @@ impl Inventory {
         host_vars: &mut IndexMap<String, (Vars, String)>,
     ) -> Result<(), InputError> {
         check_name(&self.file, &self.index, path, name, "group")?;
-        let entry = self
-            .groups
-            .entry(name.to_string())
-            .or_insert_with(|| Group { name: name.to_string(), path: path.to_string(), ..Default::default() });
+        let entry = self.groups.entry(name.to_string()).or_insert_with(|| Group {
+            name: name.to_string(),
+            path: path.to_string(),
+            ..Default::default()
+        });
         if entry.path.is_empty() {
             entry.path = path.to_string();
         }
@@ -207,12 +199,9 @@ impl Inventory {
         ) -> Result<(), InputError> {
             if stack.iter().any(|s| s == name) {
                 let g = &inv.groups[name];
-                return Err(InputError::new(format!(
-                    "group `{name}` is its own ancestor ({} -> {name})",
-                    stack.join(" -> ")
-                ))
-                .in_file(&inv.file)
-                .at(inv.index.find(&g.path)));
+                return Err(InputError::new(format!("group `{name}` is its own ancestor ({} -> {name})", stack.join(" -> ")))
+                    .in_file(&inv.file)
+                    .at(inv.index.find(&g.path)));
             }
             let e = depth.entry(name.to_string()).or_insert(d);
             if *e < d {
@@ -244,12 +233,7 @@ impl Inventory {
         for (h, (hvars, hpath)) in host_vars {
             let mut groups = BTreeSet::new();
             groups.insert("all".to_string());
-            let mut todo: Vec<String> = self
-                .groups
-                .values()
-                .filter(|g| g.hosts.contains(&h))
-                .map(|g| g.name.clone())
-                .collect();
+            let mut todo: Vec<String> = self.groups.values().filter(|g| g.hosts.contains(&h)).map(|g| g.name.clone()).collect();
             if todo.iter().all(|g| g == "all" || g == "ungrouped") {
                 ungrouped.push(h.clone());
             }
@@ -277,10 +261,7 @@ impl Inventory {
             self.hosts.insert(h.clone(), Host { name: h, groups, vars, resolved: Arc::default(), path: hpath });
         }
         if !ungrouped.is_empty() {
-            let g = self.groups.entry("ungrouped".into()).or_insert_with(|| Group {
-                name: "ungrouped".into(),
-                ..Default::default()
-            });
+            let g = self.groups.entry("ungrouped".into()).or_insert_with(|| Group { name: "ungrouped".into(), ..Default::default() });
             for h in ungrouped {
                 if !g.hosts.contains(&h) {
                     g.hosts.push(h.clone());
@@ -311,10 +292,7 @@ impl Inventory {
         for host in self.hosts.values() {
             let mut vars = host.vars.clone();
             vars.insert("inventory_hostname".into(), Json::String(host.name.clone()));
-            vars.insert(
-                "inventory_hostname_short".into(),
-                Json::String(host.name.split('.').next().unwrap_or(&host.name).to_string()),
-            );
+            vars.insert("inventory_hostname_short".into(), Json::String(host.name.split('.').next().unwrap_or(&host.name).to_string()));
             vars.insert(
                 "group_names".into(),
                 Json::Array(host.groups.iter().filter(|g| *g != "all" && *g != "ungrouped").map(|g| Json::String(g.clone())).collect()),
@@ -386,12 +364,10 @@ impl Inventory {
             match vars.get(k) {
                 None | Some(Json::Null) => Ok(None),
                 Some(Json::Bool(b)) => Ok(Some(*b)),
-                Some(Json::String(st)) => parse_bool(st).map(Some).ok_or_else(|| {
-                    self.field_error(host, k, format!("expected a boolean (true/false/yes/no), found `{st}`"))
-                }),
-                Some(Json::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
-                    Ok(Some(n.as_i64() == Some(1)))
-                }
+                Some(Json::String(st)) => parse_bool(st)
+                    .map(Some)
+                    .ok_or_else(|| self.field_error(host, k, format!("expected a boolean (true/false/yes/no), found `{st}`"))),
+                Some(Json::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(Some(n.as_i64() == Some(1))),
                 Some(other) => Err(self.field_error(host, k, format!("expected a boolean, found {other}"))),
             }
         };
@@ -405,13 +381,7 @@ impl Inventory {
                 };
                 match n {
                     Some(n) if (1..=65535).contains(&n) => Some(n as u16),
-                    _ => {
-                        return Err(self.field_error(
-                            host,
-                            "ansible_port",
-                            format!("expected a port number from 1 to 65535, found {v}"),
-                        ))
-                    }
+                    _ => return Err(self.field_error(host, "ansible_port", format!("expected a port number from 1 to 65535, found {v}"))),
                 }
             }
         };
@@ -425,11 +395,7 @@ impl Inventory {
         });
         if let Some(k) = &key_file {
             if !k.is_file() {
-                return Err(self.field_error(
-                    host,
-                    "ansible_ssh_private_key_file",
-                    format!("key file {} does not exist", k.display()),
-                ));
+                return Err(self.field_error(host, "ansible_ssh_private_key_file", format!("key file {} does not exist", k.display())));
             }
         }
         let address = s("ansible_host")?.or(s("ansible_ssh_host")?).unwrap_or_else(|| host.name.clone());
@@ -456,7 +422,6 @@ impl Inventory {
             become_password: s("ansible_become_password")?.or(s("ansible_become_pass")?),
         })
     }
-
 }
 
 /// How to reach one host.
@@ -473,9 +438,7 @@ pub struct Connection {
 
 fn check_name(file: &Path, index: &PosIndex, path: &str, name: &str, what: &str) -> Result<(), InputError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control() || "'\"$`;&|<>\\".contains(c)) {
-        return Err(InputError::new(format!("`{}` is not a valid {what} name", name.escape_debug()))
-            .in_file(file)
-            .at(index.find(path)));
+        return Err(InputError::new(format!("`{}` is not a valid {what} name", name.escape_debug())).in_file(file).at(index.find(path)));
     }
     Ok(())
 }
@@ -556,7 +519,11 @@ mod tests {
         let i = inv("all:\n  hosts:\n    h:\n      ansible_become_password: \"{{ lookup('env', 'BOOTSTRAP_TEST_BECOME_PW') }}\"\n");
         let c = i.connection(&i.hosts["h"]).unwrap();
         assert_eq!(c.become_password.as_deref(), Some("pw1"));
-        let err = Inventory::parse(Path::new("h.yml"), "all:\n  hosts:\n    h:\n      ansible_become_password: \"{{ lookup('env', 'BOOTSTRAP_TEST_NOPE_NOPE') }}\"\n").unwrap_err();
+        let err = Inventory::parse(
+            Path::new("h.yml"),
+            "all:\n  hosts:\n    h:\n      ansible_become_password: \"{{ lookup('env', 'BOOTSTRAP_TEST_NOPE_NOPE') }}\"\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("BOOTSTRAP_TEST_NOPE_NOPE"), "{err}");
     }
 

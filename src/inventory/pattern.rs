@@ -27,10 +27,7 @@ impl Inventory {
                 }
             }
         }
-        Ok(include
-            .into_iter()
-            .filter(|h| !exclude.contains(h) && intersect.iter().all(|set| set.contains(h)))
-            .collect())
+        Ok(include.into_iter().filter(|h| !exclude.contains(h) && intersect.iter().all(|set| set.contains(h))).collect())
     }
 
     fn match_one(&self, p: &str) -> Result<Vec<String>, String> {
@@ -118,12 +115,7 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         }
         prev[b.len()]
     }
-    candidates
-        .iter()
-        .map(|c| (dist(word, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    candidates.iter().map(|c| (dist(word, c), *c)).filter(|(d, c)| *d <= 2.max(c.len() / 3)).min_by_key(|(d, _)| *d).map(|(_, c)| c)
 }
 
 #[cfg(test)]

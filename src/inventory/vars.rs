@@ -41,4 +41,3 @@ fn contains_template(v: &Json) -> bool {
         _ => false,
     }
 }
-

@@ -11,7 +11,6 @@ use crate::plan::changes::{Change, DEFAULT_APT_LOCK_TIMEOUT};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::{Action, Module};
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Apt {
     /// (name, pinned version)

@@ -12,7 +12,6 @@ use crate::plan::changes::{sha256_hex, Attrs, Change};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::{Action, Module};
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AptRepository {
     pub name: String,
@@ -74,7 +73,8 @@ impl AptRepository {
             (None, None) => None,
         };
         let words = |k: &str| -> Result<Vec<String>, ArgError> {
-            let v: Vec<String> = a.list(k)?.into_iter().flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
+            let v: Vec<String> =
+                a.list(k)?.into_iter().flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
             if v.iter().any(|w| w.contains(['\n', ':'])) {
                 return Err(ArgError::field(k, "contains a character not allowed in a deb822 field"));
             }
@@ -220,13 +220,23 @@ mod tests {
         let files = crate::plan::module::LocalFiles::default();
         let runners = std::collections::HashMap::new();
         let scope = crate::template::Scope::default();
-        let ctx = ParseCtx { trial: false, downloads: &none, files: &files, templates: &t, vars: &scope, base_dir: std::path::Path::new("."), runners: &runners };
+        let ctx = ParseCtx {
+            trial: false,
+            downloads: &none,
+            files: &files,
+            templates: &t,
+            vars: &scope,
+            base_dir: std::path::Path::new("."),
+            runners: &runners,
+        };
         AptRepository::parse(&Args(v.as_object().unwrap()), &ctx).unwrap()
     }
 
     #[test]
     fn deb822_with_signed_by_and_codename() {
-        let r = repo(json!({"name": "docker", "uris": "https://example.invalid/linux/debian", "components": "stable", "key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\nx\n"}));
+        let r = repo(
+            json!({"name": "docker", "uris": "https://example.invalid/linux/debian", "components": "stable", "key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\nx\n"}),
+        );
         let mut f = Facts::default();
         f.os.codename = "bookworm".into();
         let c = r.plan(&f).unwrap();

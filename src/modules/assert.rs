@@ -11,7 +11,6 @@ use crate::plan::changes::Change;
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::{Action, Module};
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assert {
     /// The message if a condition is false.
@@ -61,4 +60,3 @@ impl Action for Assert {
         Assert::plan(self)
     }
 }
-

@@ -112,7 +112,8 @@ mod tests {
 
     #[test]
     fn guards() {
-        let c = Command::parse(&Args(json!({"cmd": "touch /x", "creates": "/x", "unless": "test -e /y"}).as_object().unwrap()), false).unwrap();
+        let c =
+            Command::parse(&Args(json!({"cmd": "touch /x", "creates": "/x", "unless": "test -e /y"}).as_object().unwrap()), false).unwrap();
         let mut f = Facts::default();
         f.guards.insert("test -e /y".into(), 1);
         assert_eq!(c.plan(&f).len(), 1);

@@ -11,7 +11,8 @@ use crate::plan::module::{Action, Module};
 /// The `copy` module.
 pub struct CopyModule;
 pub static COPY: CopyModule = CopyModule;
-static SPEC: Spec = Spec { name: "copy", args: &["dest", "content", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &["content"], free_form: None };
+static SPEC: Spec =
+    Spec { name: "copy", args: &["dest", "content", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &["content"], free_form: None };
 
 impl Module for CopyModule {
     fn spec(&self) -> &'static Spec {
@@ -29,8 +30,9 @@ pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<FileContent, ArgError> {
     let content = match (a.opt_str("content")?, a.opt_str("src")?) {
         (Some(c), None) => Arc::new(c.into_bytes()),
         (None, Some(src)) => {
-            let path = local_file(ctx.base_dir, "files", &src)
-                .ok_or_else(|| ArgError::field("src", format!("local file `{src}` not found (looked in files/ and beside the playbook)")))?;
+            let path = local_file(ctx.base_dir, "files", &src).ok_or_else(|| {
+                ArgError::field("src", format!("local file `{src}` not found (looked in files/ and beside the playbook)"))
+            })?;
             // Before connecting only its presence matters; the content is
             // read once, for all hosts, before planning.
             let content = if ctx.trial {

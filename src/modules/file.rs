@@ -12,7 +12,6 @@ use crate::plan::changes::{sha256_hex, Attrs, Change};
 use crate::plan::facts::{FactRequest, Facts, PathKind};
 use crate::plan::module::{Action, Module};
 
-
 /// A whole file with known content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileContent {
@@ -153,8 +152,10 @@ pub struct FileModule {
 }
 pub static FILE: FileModule = FileModule { spec: &FILE_SPEC, directory: false };
 pub static DIRECTORY: FileModule = FileModule { spec: &DIRECTORY_SPEC, directory: true };
-static FILE_SPEC: Spec = Spec { name: "file", args: &["path", "dest", "state", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
-static DIRECTORY_SPEC: Spec = Spec { name: "directory", args: &["path", "state", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
+static FILE_SPEC: Spec =
+    Spec { name: "file", args: &["path", "dest", "state", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
+static DIRECTORY_SPEC: Spec =
+    Spec { name: "directory", args: &["path", "state", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
 
 impl Module for FileModule {
     fn spec(&self) -> &'static Spec {
@@ -204,7 +205,8 @@ mod tests {
 
     #[test]
     fn directories() {
-        let d = PathState { path: "/d".into(), state: State::Directory, attrs: Attrs { mode: Some(0o750), ..Default::default() }, src: None };
+        let d =
+            PathState { path: "/d".into(), state: State::Directory, attrs: Attrs { mode: Some(0o750), ..Default::default() }, src: None };
         assert!(matches!(d.plan(&Facts::default()).unwrap()[0], Change::MakeDir { .. }));
         assert!(d.plan(&facts_with("/d", PathKind::Directory, 0o750, None)).unwrap().is_empty());
         assert!(d.plan(&facts_with("/d", PathKind::File, 0o750, None)).is_err());

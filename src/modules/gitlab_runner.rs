@@ -30,8 +30,20 @@ pub static GITLAB_RUNNER: GitlabRunnerModule = GitlabRunnerModule;
 static SPEC: Spec = Spec {
     name: "gitlab_runner",
     args: &[
-        "url", "config", "template", "registration", "name", "tags", "runner_type", "group_id", "project_id",
-        "run_untagged", "locked", "access_level", "paused", "maximum_timeout",
+        "url",
+        "config",
+        "template",
+        "registration",
+        "name",
+        "tags",
+        "runner_type",
+        "group_id",
+        "project_id",
+        "run_untagged",
+        "locked",
+        "access_level",
+        "paused",
+        "maximum_timeout",
     ],
     late: &[],
     free_form: None,
@@ -134,10 +146,7 @@ impl GitlabRunner {
             .render_file(&settings.template, &ctx.vars.with(&own))
             .map_err(|e| ArgError::field("template", format!("template `{}`: {e}", settings.template)))?;
         if let Err(e) = toml::from_str::<toml::Table>(&text) {
-            return Err(ArgError::field(
-                "template",
-                format!("`{}` does not render to valid TOML: {}", settings.template, e.message()),
-            ));
+            return Err(ArgError::field("template", format!("`{}` does not render to valid TOML: {}", settings.template, e.message())));
         }
         Ok(GitlabRunner { settings, content: Arc::new(text.into_bytes()), registration_change: change })
     }

@@ -20,8 +20,8 @@ pub mod user;
 
 use std::path::{Path, PathBuf};
 
-pub use crate::plan::module::{check_name, ArgError, Args, ParseCtx, Spec};
 use crate::plan::module::Module;
+pub use crate::plan::module::{check_name, ArgError, Args, ParseCtx, Spec};
 
 /// Every module a playbook may use, by the name it is written with.
 pub static REGISTRY: &[&dyn Module] = &[
@@ -79,7 +79,6 @@ pub fn local_file(base: &Path, sub: &str, name: &str) -> Option<PathBuf> {
     }
     [base.join(sub).join(name), base.join(name)].into_iter().find(|c| c.is_file())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use super::{ArgError, Args, ParseCtx, Spec};
 use crate::plan::changes::{Change, UnitAction};
 use crate::plan::facts::{FactRequest, Facts};
-use crate::plan::probe::unit_name;
 use crate::plan::module::{Action, Module};
-
+use crate::plan::probe::unit_name;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {

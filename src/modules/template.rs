@@ -26,10 +26,7 @@ pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<FileContent, ArgError> {
     let src = a.str("src")?;
     let dest = a.str("dest")?;
     check_path("dest", &dest)?;
-    let text = ctx
-        .templates
-        .render_file(&src, ctx.vars)
-        .map_err(|e| ArgError::field("src", format!("template `{src}`: {e}")))?;
+    let text = ctx.templates.render_file(&src, ctx.vars).map_err(|e| ArgError::field("src", format!("template `{src}`: {e}")))?;
     let mut fc = FileContent::new(dest, Arc::new(text.into_bytes()), a.attrs()?);
     fc.template = Some(src);
     Ok(fc)

@@ -9,7 +9,6 @@ use crate::plan::changes::{Change, UserSpec};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::{Action, Module};
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub spec: UserSpec,
@@ -64,8 +63,7 @@ impl User {
         match (self.present, cur) {
             (true, None) => vec![Change::UserAdd(self.spec.clone())],
             (true, Some(u)) => {
-                let add_groups: Vec<String> =
-                    self.spec.groups.iter().filter(|g| !u.groups.contains(g)).cloned().collect();
+                let add_groups: Vec<String> = self.spec.groups.iter().filter(|g| !u.groups.contains(g)).cloned().collect();
                 let shell = self.spec.shell.clone().filter(|s| *s != u.shell);
                 let home = self.spec.home.clone().filter(|h| *h != u.home);
                 if add_groups.is_empty() && shell.is_none() && home.is_none() {
@@ -177,7 +175,13 @@ mod tests {
         assert!(matches!(u.plan(&f)[0], Change::UserAdd(_)));
         f.users.insert(
             "app".into(),
-            Some(crate::plan::facts::User { uid: 1001, gid: 1001, home: "/home/app".into(), shell: "/bin/sh".into(), groups: vec!["app".into(), "docker".into()] }),
+            Some(crate::plan::facts::User {
+                uid: 1001,
+                gid: 1001,
+                home: "/home/app".into(),
+                shell: "/bin/sh".into(),
+                groups: vec!["app".into(), "docker".into()],
+            }),
         );
         assert_eq!(u.plan(&f), vec![Change::UserMod { name: "app".into(), add_groups: vec!["adm".into()], shell: None, home: None }]);
         for c in u.plan(&f) {

@@ -123,9 +123,18 @@ pub struct UserSpec {
 /// One change to a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    AptUpdate { lock_timeout: u64 },
-    AptInstall { packages: Vec<String>, lock_timeout: u64 },
-    AptRemove { packages: Vec<String>, purge: bool, lock_timeout: u64 },
+    AptUpdate {
+        lock_timeout: u64,
+    },
+    AptInstall {
+        packages: Vec<String>,
+        lock_timeout: u64,
+    },
+    AptRemove {
+        packages: Vec<String>,
+        purge: bool,
+        lock_timeout: u64,
+    },
     /// Write a whole file atomically (temporary file, fsync, rename).
     WriteFile {
         path: String,
@@ -134,25 +143,63 @@ pub enum Change {
         /// What was there, for `--diff` (content only if it was read).
         old: Option<PathState>,
     },
-    SetAttrs { path: String, attrs: Attrs },
-    MakeDir { path: String, attrs: Attrs },
-    Touch { path: String, attrs: Attrs },
-    Symlink { path: String, target: String },
-    Remove { path: String },
+    SetAttrs {
+        path: String,
+        attrs: Attrs,
+    },
+    MakeDir {
+        path: String,
+        attrs: Attrs,
+    },
+    Touch {
+        path: String,
+        attrs: Attrs,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Remove {
+        path: String,
+    },
     UserAdd(UserSpec),
-    UserMod { name: String, add_groups: Vec<String>, shell: Option<String>, home: Option<String> },
-    UserDel { name: String, remove_home: bool },
-    GroupAdd { name: String, gid: Option<u32>, system: bool },
-    GroupDel { name: String },
+    UserMod {
+        name: String,
+        add_groups: Vec<String>,
+        shell: Option<String>,
+        home: Option<String>,
+    },
+    UserDel {
+        name: String,
+        remove_home: bool,
+    },
+    GroupAdd {
+        name: String,
+        gid: Option<u32>,
+        system: bool,
+    },
+    GroupDel {
+        name: String,
+    },
     DaemonReload,
-    Unit { unit: String, action: UnitAction },
+    Unit {
+        unit: String,
+        action: UnitAction,
+    },
     /// A command the user wrote: `shell` runs it through `sh -c`. An
     /// `unless` guard is checked again on the host right before the
     /// command: an earlier task of the same run may have satisfied it.
-    Run { cmd: String, shell: bool, chdir: Option<String>, unless: Option<String> },
+    Run {
+        cmd: String,
+        shell: bool,
+        chdir: Option<String>,
+        unless: Option<String>,
+    },
     /// Done by the controller, not on the host (e.g. a runner created in
     /// GitLab); reported, nothing to run.
-    Controller { what: String },
+    Controller {
+        what: String,
+    },
 }
 
 /// Files larger than this are not sent inside the apply script but
@@ -261,7 +308,11 @@ impl Change {
                     Some(staged) => {
                         // Uploaded before the script ran; check it arrived whole.
                         let _ = writeln!(s, "__t={}\ntrap 'rm -f -- \"$__t\"' EXIT", quote(&staged));
-                        let _ = writeln!(s, "echo '{}  '\"$__t\" | sha256sum -c --status || {{ echo \"upload of $__p is incomplete\"; exit 1; }}", sha256_hex(content));
+                        let _ = writeln!(
+                            s,
+                            "echo '{}  '\"$__t\" | sha256sum -c --status || {{ echo \"upload of $__p is incomplete\"; exit 1; }}",
+                            sha256_hex(content)
+                        );
                     }
                     None => {
                         // Temporary files of runs that died mid-write (long ago) go first.
@@ -341,12 +392,7 @@ impl Change {
                 } else {
                     ":".into()
                 };
-                let _ = writeln!(
-                    s,
-                    "if getent passwd {} >/dev/null; then {adjust}; else {}; fi",
-                    quote(&u.name),
-                    join(&args)
-                );
+                let _ = writeln!(s, "if getent passwd {} >/dev/null; then {adjust}; else {}; fi", quote(&u.name), join(&args));
             }
             Change::UserMod { name, add_groups, shell, home } => {
                 let mut args: Vec<String> = vec!["usermod".into()];
@@ -387,10 +433,7 @@ impl Change {
                 if let Some(u) = unless {
                     // As the probe runs it; when it holds now, the step says
                     // so to the controller (a marker line) and runs nothing.
-                    let _ = writeln!(
-                        s,
-                        "if ( {u}\n) </dev/null >/dev/null 2>&1; then echo \"@@$__nonce unchanged\"; exit 0; fi"
-                    );
+                    let _ = writeln!(s, "if ( {u}\n) </dev/null >/dev/null 2>&1; then echo \"@@$__nonce unchanged\"; exit 0; fi");
                 }
                 if let Some(d) = chdir {
                     let _ = writeln!(s, "cd -- {}", quote(d));

@@ -164,9 +164,9 @@ impl<'a> Args<'a> {
         match self.get(k) {
             None => Ok(None),
             Some(Json::Bool(b)) => Ok(Some(*b)),
-            Some(Json::String(s)) => parse_bool(s)
-                .map(Some)
-                .ok_or_else(|| ArgError::field(k, format!("expected a boolean (true/false/yes/no), found `{s}`"))),
+            Some(Json::String(s)) => {
+                parse_bool(s).map(Some).ok_or_else(|| ArgError::field(k, format!("expected a boolean (true/false/yes/no), found `{s}`")))
+            }
             Some(Json::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => Ok(Some(n.as_u64() == Some(1))),
             Some(other) => Err(ArgError::field(k, format!("expected a boolean, found {}", kind(other)))),
         }
@@ -176,11 +176,9 @@ impl<'a> Args<'a> {
         match self.get(k) {
             None => Ok(None),
             Some(Json::Number(n)) => n.as_u64().map(Some).ok_or_else(|| ArgError::field(k, "expected a whole number")),
-            Some(Json::String(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| ArgError::field(k, format!("expected a whole number, found `{s}`"))),
+            Some(Json::String(s)) => {
+                s.trim().parse().map(Some).map_err(|_| ArgError::field(k, format!("expected a whole number, found `{s}`")))
+            }
             Some(other) => Err(ArgError::field(k, format!("expected a whole number, found {}", kind(other)))),
         }
     }
@@ -291,10 +289,7 @@ fn kind(v: &Json) -> &'static str {
 
 /// A user or group name as useradd accepts it.
 pub fn check_name(field: &str, v: &str) -> Result<(), ArgError> {
-    let ok = !v.is_empty()
-        && v.len() <= 32
-        && !v.starts_with('-')
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c));
+    let ok = !v.is_empty() && v.len() <= 32 && !v.starts_with('-') && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c));
     if ok {
         Ok(())
     } else {

@@ -49,10 +49,7 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
                 }
             }
             FactRequest::User(u) => {
-                s.push_str(&format!(
-                    "echo '{m} user {i}'; u={}; getent passwd \"$u\" && echo \"groups=$(id -Gn \"$u\")\"\n",
-                    quote(u)
-                ));
+                s.push_str(&format!("echo '{m} user {i}'; u={}; getent passwd \"$u\" && echo \"groups=$(id -Gn \"$u\")\"\n", quote(u)));
             }
             FactRequest::Group(g) => {
                 s.push_str(&format!("echo '{m} group {i}'; getent group {}\n", quote(g)));
@@ -71,9 +68,7 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
                 ));
             }
             FactRequest::Guard(cmd) => {
-                s.push_str(&format!(
-                    "echo '{m} guard {i}'; ( {cmd}\n) </dev/null >/dev/null 2>&1; echo \"rc=$?\"\n"
-                ));
+                s.push_str(&format!("echo '{m} guard {i}'; ( {cmd}\n) </dev/null >/dev/null 2>&1; echo \"rc=$?\"\n"));
             }
         }
     }
@@ -130,10 +125,7 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
                 f.packages.insert(p.clone(), Package { installed: false, version: None });
             }
             FactRequest::Service(u) => {
-                f.services.insert(
-                    u.clone(),
-                    Service { load: "not-found".into(), active: "inactive".into(), enabled: String::new() },
-                );
+                f.services.insert(u.clone(), Service { load: "not-found".into(), active: "inactive".into(), enabled: String::new() });
             }
             _ => {}
         }
@@ -159,11 +151,7 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
                 let kv = key_values(lines);
                 let lists: u64 = kv.get("lists").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let now: u64 = kv.get("now").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let newest = lines
-                    .iter()
-                    .filter_map(|l| l.strip_prefix("mtime="))
-                    .filter_map(|v| v.parse::<u64>().ok())
-                    .max();
+                let newest = lines.iter().filter_map(|l| l.strip_prefix("mtime=")).filter_map(|v| v.parse::<u64>().ok()).max();
                 f.apt_cache_age = match (lists, newest) {
                     (0, _) | (_, None) => None,
                     (_, Some(t)) => Some(now.saturating_sub(t)),
@@ -190,10 +178,7 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
                     // Multi-arch names come as name:arch in some setups.
                     let name = name.split(':').next().unwrap_or(name);
                     let installed = status.starts_with("ii") || status.starts_with("hi");
-                    f.packages.insert(
-                        name.to_string(),
-                        Package { installed, version: installed.then(|| version.to_string()) },
-                    );
+                    f.packages.insert(name.to_string(), Package { installed, version: installed.then(|| version.to_string()) });
                 }
             }
             ("services", _) => {
@@ -222,11 +207,7 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
 }
 
 fn key_values(lines: &[&str]) -> BTreeMap<String, String> {
-    lines
-        .iter()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .collect()
+    lines.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string())).collect()
 }
 
 fn parse_os(lines: &[&str]) -> Os {
@@ -250,10 +231,8 @@ fn parse_path(lines: &[&str]) -> Result<Option<PathState>, String> {
     if lines.first() == Some(&"absent") {
         return Ok(None);
     }
-    let stat = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("stat="))
-        .ok_or_else(|| format!("cannot read a path's state: {}", lines.join(" ")))?;
+    let stat =
+        lines.iter().find_map(|l| l.strip_prefix("stat=")).ok_or_else(|| format!("cannot read a path's state: {}", lines.join(" ")))?;
     let parts: Vec<&str> = stat.split('|').collect();
     if parts.len() < 4 {
         return Err(format!("cannot parse stat output `{stat}`"));
@@ -287,13 +266,7 @@ fn parse_user(lines: &[&str]) -> Option<User> {
         .find_map(|l| l.strip_prefix("groups="))
         .map(|g| g.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
-    Some(User {
-        uid: f[2].parse().ok()?,
-        gid: f[3].parse().ok()?,
-        home: f[5].to_string(),
-        shell: f[6].to_string(),
-        groups,
-    })
+    Some(User { uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].to_string(), shell: f[6].to_string(), groups })
 }
 
 #[cfg(test)]

@@ -66,7 +66,13 @@ impl Playbook {
             };
             for (list, is_handler) in [(&play.tasks, false), (&play.handlers, true)] {
                 for t in list {
-                    let task_env = TaskEnv { play_vars: &play_vars, groups: &groups, placeholder: &placeholder, templates: env.templates, diff: env.diff };
+                    let task_env = TaskEnv {
+                        play_vars: &play_vars,
+                        groups: &groups,
+                        placeholder: &placeholder,
+                        templates: env.templates,
+                        diff: env.diff,
+                    };
                     match self.compile_task(t, &task_env, &mut program) {
                         Ok(ht) if is_handler => program.handlers.push(ht),
                         Ok(ht) => program.tasks.push(ht),
@@ -137,7 +143,10 @@ impl Playbook {
         for (k, v) in &t.args {
             if spec.late.contains(&k.as_str()) {
                 early.insert(k.clone(), v.clone());
-                let r = env.templates.render_value(v, &late_scope).map_err(|e| self.err(&format!("{mpath}.{k}"), e).field(format!("{mname}.{k}")))?;
+                let r = env
+                    .templates
+                    .render_value(v, &late_scope)
+                    .map_err(|e| self.err(&format!("{mpath}.{k}"), e).field(format!("{mname}.{k}")))?;
                 trial.insert(k.clone(), r);
             } else {
                 let r = env.templates.render_value(v, &early_scope).map_err(|e| {
@@ -145,7 +154,11 @@ impl Playbook {
                     if env.placeholder.keys().any(|f| v.to_string().contains(f.as_str())) {
                         err = err.hint(format!(
                             "host facts are known only after connecting; in `{mname}` they may be used in: {}",
-                            if spec.late.is_empty() { "no argument (use `when` or a template file)".to_string() } else { spec.late.join(", ") }
+                            if spec.late.is_empty() {
+                                "no argument (use `when` or a template file)".to_string()
+                            } else {
+                                spec.late.join(", ")
+                            }
                         ));
                     }
                     err
@@ -216,7 +229,13 @@ mod tests {
             Env { templates: Templates::new(vec![]), downloads: HashMap::new(), files: LocalFiles::default(), runners: HashMap::new() }
         }
         fn plan(&self) -> PlanEnv<'_> {
-            PlanEnv { templates: &self.templates, base_dir: Path::new("."), downloads: &self.downloads, files: &self.files, runners: &self.runners }
+            PlanEnv {
+                templates: &self.templates,
+                base_dir: Path::new("."),
+                downloads: &self.downloads,
+                files: &self.files,
+                runners: &self.runners,
+            }
         }
     }
 
@@ -263,7 +282,9 @@ mod tests {
 
     #[test]
     fn tasks_of_a_play_share_its_variables() {
-        let p = program("- hosts: all\n  vars: {a: 1}\n  tasks:\n    - command: echo {{ a }}\n    - command: echo {{ b }}\n      vars: {b: 2}\n");
+        let p = program(
+            "- hosts: all\n  vars: {a: 1}\n  tasks:\n    - command: echo {{ a }}\n    - command: echo {{ b }}\n      vars: {b: 2}\n",
+        );
         assert!(Arc::ptr_eq(&p.tasks[0].play_vars, &p.tasks[1].play_vars), "one copy per play and host");
         assert!(p.tasks[0].task_vars.is_none() && p.tasks[1].task_vars.is_some());
     }

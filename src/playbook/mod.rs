@@ -229,7 +229,8 @@ impl Playbook {
                     let keywords = ["name", "when", "notify", "listen", "vars", "tags"];
                     let mut known: Vec<&str> = modules::names();
                     known.extend(keywords);
-                    let mut e = self.err(&format!("{path}.{k}"), format!("unknown field `{k}`: not a task keyword or a module")).field(k.clone());
+                    let mut e =
+                        self.err(&format!("{path}.{k}"), format!("unknown field `{k}`: not a task keyword or a module")).field(k.clone());
                     e = match crate::inventory::closest(k, &known) {
                         Some(c) => e.hint(format!("did you mean `{c}`?")),
                         None => e.hint(format!("modules: {}", modules::names().join(", "))),
@@ -244,7 +245,10 @@ impl Playbook {
             many => {
                 return Err(self.err(
                     path,
-                    format!("the task names several modules ({}); give each its own task", many.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "the task names several modules ({}); give each its own task",
+                        many.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+                    ),
                 ))
             }
         };
@@ -278,9 +282,8 @@ impl Playbook {
         };
         for k in args.keys() {
             if !spec.args.contains(&k.as_str()) {
-                let mut e = self
-                    .err(&format!("{mpath}.{k}"), format!("unknown argument `{k}` for module `{mname}`"))
-                    .field(format!("{mname}.{k}"));
+                let mut e =
+                    self.err(&format!("{mpath}.{k}"), format!("unknown argument `{k}` for module `{mname}`")).field(format!("{mname}.{k}"));
                 if let Some(c) = crate::inventory::closest(k, spec.args) {
                     e = e.hint(format!("did you mean `{c}`?"));
                 } else {
@@ -292,7 +295,9 @@ impl Playbook {
         let templates = Templates::new(vec![]);
         let when = match &rt.when {
             None => vec![],
-            Some(v) => strings(v).ok_or_else(|| self.err(&format!("{path}.when"), "expected an expression or a list of them").field("when"))?,
+            Some(v) => {
+                strings(v).ok_or_else(|| self.err(&format!("{path}.when"), "expected an expression or a list of them").field("when"))?
+            }
         };
         for w in &when {
             let expr = w.trim().trim_start_matches("{{").trim_end_matches("}}");
@@ -302,7 +307,9 @@ impl Playbook {
         }
         let notify = match &rt.notify {
             None => vec![],
-            Some(v) => strings(v).ok_or_else(|| self.err(&format!("{path}.notify"), "expected a handler name or a list").field("notify"))?,
+            Some(v) => {
+                strings(v).ok_or_else(|| self.err(&format!("{path}.notify"), "expected a handler name or a list").field("notify"))?
+            }
         };
         let mut listen = vec![name.clone()];
         if let Some(v) = &rt.listen {
@@ -332,10 +339,7 @@ impl Playbook {
 
     /// The hosts each play applies to, checked against the inventory.
     pub fn play_hosts(&self, inv: &Inventory) -> Result<Vec<Vec<String>>, InputError> {
-        self.plays
-            .iter()
-            .map(|p| inv.select(&p.hosts).map_err(|e| self.err(&format!("{}.hosts", p.path), e).field("hosts")))
-            .collect()
+        self.plays.iter().map(|p| inv.select(&p.hosts).map_err(|e| self.err(&format!("{}.hosts", p.path), e).field("hosts"))).collect()
     }
 }
 

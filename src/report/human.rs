@@ -161,11 +161,7 @@ impl Reporter for Human {
                     }
                 }
                 if *status == HostStatus::Unreachable {
-                    self.line(&format!(
-                        "{}: [{host}] {}",
-                        self.paint("unreachable", "31"),
-                        msg.clone().unwrap_or_default()
-                    ));
+                    self.line(&format!("{}: [{host}] {}", self.paint("unreachable", "31"), msg.clone().unwrap_or_default()));
                 } else if let (HostStatus::Failed, Some(m)) = (status, msg) {
                     self.line(&format!("{}: [{host}] {m}", self.paint("failed", "31")));
                 } else if let Some(m) = msg {
@@ -207,14 +203,12 @@ impl Reporter for Human {
         }
     }
 
-
     fn finish(&mut self) {
         for (_, pb) in self.bars.drain() {
             pb.finish_and_clear();
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

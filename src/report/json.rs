@@ -21,4 +21,3 @@ impl Reporter for Json {
         eprintln!("{}", self.redactor.mask(msg));
     }
 }
-

@@ -84,12 +84,28 @@ impl Counts {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Start { command: String, hosts: Vec<String>, check: bool },
-    HostStart { host: String },
-    Connected { host: String, ms: u64 },
+    Start {
+        command: String,
+        hosts: Vec<String>,
+        check: bool,
+    },
+    HostStart {
+        host: String,
+    },
+    Connected {
+        host: String,
+        ms: u64,
+    },
     /// What the probe read (`bootstrap facts`).
-    Facts { host: String, facts: serde_json::Value },
-    TaskStart { host: String, task: usize, name: String },
+    Facts {
+        host: String,
+        facts: serde_json::Value,
+    },
+    TaskStart {
+        host: String,
+        task: usize,
+        name: String,
+    },
     TaskEnd {
         host: String,
         task: usize,
@@ -116,8 +132,13 @@ pub enum Event {
         msg: Option<String>,
     },
     /// Something the user should know about a host (not a failure).
-    Warning { host: String, msg: String },
-    Recap { hosts: BTreeMap<String, Counts> },
+    Warning {
+        host: String,
+        msg: String,
+    },
+    Recap {
+        hosts: BTreeMap<String, Counts>,
+    },
 }
 
 pub trait Reporter: Send {

@@ -101,7 +101,12 @@ async fn upload_staged(ctx: &HostCtx<'_>, plan: &HostPlan, emitter: &mut Emitter
 }
 
 /// The apply script, its markers followed as they arrive.
-async fn run_script(ctx: &HostCtx<'_>, plan: &HostPlan, emitter: &mut Emitter<'_, '_>, stop: Option<watch::Receiver<bool>>) -> Option<String> {
+async fn run_script(
+    ctx: &HostCtx<'_>,
+    plan: &HostPlan,
+    emitter: &mut Emitter<'_, '_>,
+    stop: Option<watch::Receiver<bool>>,
+) -> Option<String> {
     let n = nonce();
     let script = plan.script(&n);
     let pid = Arc::new(AtomicU32::new(0));

@@ -200,7 +200,11 @@ async fn read_facts(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>) -> Result<Fac
         Ok(o) => probe::parse(&n, &requests, &String::from_utf8_lossy(&o.stdout)).map_err(|e| {
             let stderr = String::from_utf8_lossy(&o.stderr);
             let stderr = stderr.trim();
-            End::failed(if stderr.is_empty() { format!("reading facts failed: {e}") } else { format!("reading facts failed: {e}: {stderr}") })
+            End::failed(if stderr.is_empty() {
+                format!("reading facts failed: {e}")
+            } else {
+                format!("reading facts failed: {e}: {stderr}")
+            })
         }),
         Err(e) => Err(transport_end(&e)),
     }
@@ -227,13 +231,7 @@ fn config_text(facts: &Facts, path: &str) -> Option<String> {
 async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut Counts) -> End {
     let check = sh.mode.plans_only();
     let env_with = |runners: &'_ HashMap<String, Settled>| -> crate::plan::HostPlan {
-        let env = PlanEnv {
-            templates: &sh.templates,
-            base_dir: &sh.base_dir,
-            downloads: &sh.downloads,
-            files: &sh.files,
-            runners,
-        };
+        let env = PlanEnv { templates: &sh.templates, base_dir: &sh.base_dir, downloads: &sh.downloads, files: &sh.files, runners };
         plan_host(program, facts, &env)
     };
     // No registration for a host the plan refuses (unsupported system, a

@@ -263,6 +263,9 @@ mod tests {
         let summary = Summary { counts, interrupted: false, mode: Mode::Apply };
         assert_eq!(summary.exit_code(), exit::FAILED);
         let ends: Vec<&Event> = rep.0.iter().filter(|e| matches!(e, Event::HostEnd { host, .. } if host == "bad")).collect();
-        assert!(matches!(ends.as_slice(), [Event::HostEnd { status: HostStatus::Failed, msg: Some(m), .. }] if m.contains("bug")), "{ends:?}");
+        assert!(
+            matches!(ends.as_slice(), [Event::HostEnd { status: HostStatus::Failed, msg: Some(m), .. }] if m.contains("bug")),
+            "{ends:?}"
+        );
     }
 }

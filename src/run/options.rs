@@ -54,9 +54,7 @@ pub enum Serial {
 
 impl Serial {
     pub fn parse(s: &str) -> Result<Serial, InputError> {
-        let bad = || {
-            InputError::new(format!("takes a number of hosts or a percentage (like 2 or 25%), not `{s}`")).field("--serial")
-        };
+        let bad = || InputError::new(format!("takes a number of hosts or a percentage (like 2 or 25%), not `{s}`")).field("--serial");
         match s.strip_suffix('%') {
             Some(p) => match p.trim().parse::<u8>() {
                 Ok(n) if (1..=100).contains(&n) => Ok(Serial::Percent(n)),
@@ -157,7 +155,14 @@ impl Options {
         Options::build(mode, common, playbook, diff, replace, serial)
     }
 
-    fn build(mode: Mode, c: CommonArgs, playbook: Option<PathBuf>, diff: bool, replace: bool, serial: Option<Serial>) -> Result<Options, InputError> {
+    fn build(
+        mode: Mode,
+        c: CommonArgs,
+        playbook: Option<PathBuf>,
+        diff: bool,
+        replace: bool,
+        serial: Option<Serial>,
+    ) -> Result<Options, InputError> {
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
         Ok(Options {
             mode,

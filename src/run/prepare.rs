@@ -16,9 +16,9 @@ use super::options::{Mode, Options, Serial};
 use crate::error::{InputError, InputErrors};
 use crate::gitlab::Secrets;
 use crate::inventory::Inventory;
-use crate::playbook::{CompileEnv, Playbook};
 use crate::plan::module::LocalFiles;
 use crate::plan::HostProgram;
+use crate::playbook::{CompileEnv, Playbook};
 use crate::secrets::{is_secret_name, Redactor};
 use crate::template::Templates;
 use crate::transport::known_hosts::KnownHosts;
@@ -144,9 +144,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     if opts.replace && secrets.api.is_none() {
         return Err(InputError::new("--replace needs GITLAB_TOKEN: it lists and deletes runners by name").into());
     }
-    let known_hosts = KnownHosts::load(&opts.known_hosts).map_err(|e| {
-        InputError::new(format!("cannot read known_hosts: {e}")).in_file(&opts.known_hosts).field("--known-hosts")
-    })?;
+    let known_hosts = KnownHosts::load(&opts.known_hosts)
+        .map_err(|e| InputError::new(format!("cannot read known_hosts: {e}")).in_file(&opts.known_hosts).field("--known-hosts"))?;
     // Local files the plans send, read once for every host.
     let files = LocalFiles::default();
     let wanted: BTreeSet<&PathBuf> = hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.local_files.iter())).collect();
@@ -252,8 +251,9 @@ fn check_secrets(opts: &Options, hosts: &[HostJob], secrets: &Secrets, errors: &
     for r in hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.registrations.iter())) {
         let reg = r.registration;
         if secrets.get(reg).is_none() {
-            let e = InputError::new(format!("environment variable {} is not set: it must hold {}", reg.env_var(), reg.secret_description()))
-                .hint(format!("export {}=... before running; secrets are read from the environment only", reg.env_var()));
+            let e =
+                InputError::new(format!("environment variable {} is not set: it must hold {}", reg.env_var(), reg.secret_description()))
+                    .hint(format!("export {}=... before running; secrets are read from the environment only", reg.env_var()));
             if !errors.iter().any(|x| x.message == e.message) {
                 errors.push(e);
             }

@@ -122,25 +122,47 @@ pub async fn verify(ctx: &HostCtx<'_>, facts: &Facts, reg: Option<&RunnerSetting
     let value = |lines: &[String], k: &str| lines.iter().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
     let docker = section("docker");
     match value(&docker, "rc").as_deref() {
-        Some("0") => rep.task("Docker answers on /var/run/docker.sock", TaskStatus::Ok, Some(format!("Docker Engine {}", docker[0].trim())), 0),
+        Some("0") => {
+            rep.task("Docker answers on /var/run/docker.sock", TaskStatus::Ok, Some(format!("Docker Engine {}", docker[0].trim())), 0)
+        }
         _ => rep.task("Docker answers on /var/run/docker.sock", TaskStatus::Failed, Some(docker.join("\n")), 0),
     }
     let runner = section("runner");
     match value(&runner, "rc").as_deref() {
         Some("0") => rep.task("gitlab-runner service active", TaskStatus::Ok, None, 0),
-        _ => rep.task("gitlab-runner service active", TaskStatus::Failed, Some(format!("systemctl says: {}", runner.first().cloned().unwrap_or_default())), 0),
+        _ => rep.task(
+            "gitlab-runner service active",
+            TaskStatus::Failed,
+            Some(format!("systemctl says: {}", runner.first().cloned().unwrap_or_default())),
+            0,
+        ),
     }
     if let Some(s) = reg {
         let existing = config_text(facts, &s.config).map(|t| read_existing(&t, &s.url)).unwrap_or_default();
         match &existing.token {
-            None => rep.task("runner token valid in GitLab", TaskStatus::Failed, Some(format!("{} holds no runner token for {}", s.config, s.url)), 0),
+            None => rep.task(
+                "runner token valid in GitLab",
+                TaskStatus::Failed,
+                Some(format!("{} holds no runner token for {}", s.config, s.url)),
+                0,
+            ),
             Some(t) => {
                 let t0 = Instant::now();
                 let result = token_valid(&s.url, t).await.map_err(|e| e.to_string());
                 let ms = t0.elapsed().as_millis() as u64;
                 match result {
-                    Ok(true) => rep.task("runner token valid in GitLab", TaskStatus::Ok, Some(format!("runner id {}", existing.id.map(|i| i.to_string()).unwrap_or("?".into()))), ms),
-                    Ok(false) => rep.task("runner token valid in GitLab", TaskStatus::Failed, Some("GitLab rejects the host's token (403): run `bootstrap apply` to register again".into()), ms),
+                    Ok(true) => rep.task(
+                        "runner token valid in GitLab",
+                        TaskStatus::Ok,
+                        Some(format!("runner id {}", existing.id.map(|i| i.to_string()).unwrap_or("?".into()))),
+                        ms,
+                    ),
+                    Ok(false) => rep.task(
+                        "runner token valid in GitLab",
+                        TaskStatus::Failed,
+                        Some("GitLab rejects the host's token (403): run `bootstrap apply` to register again".into()),
+                        ms,
+                    ),
                     Err(e) => rep.task("runner token valid in GitLab", TaskStatus::Failed, Some(e), ms),
                 }
             }
@@ -163,11 +185,14 @@ pub async fn verify(ctx: &HostCtx<'_>, facts: &Facts, reg: Option<&RunnerSetting
                 "builds exited {} and {}, {cached}/3 steps of the second from cache{}",
                 rc1.unwrap_or("?".into()),
                 rc2.unwrap_or("?".into()),
-                if detail.is_empty() { String::new() } else { format!(":\n{}", detail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")) }
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n{}", detail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"))
+                }
             )),
             elapsed,
         );
     }
     Ok((rep.counts, rep.failed))
 }
-

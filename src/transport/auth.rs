@@ -22,14 +22,10 @@ pub fn load_key(path: &Path) -> Result<PrivateKey, String> {
     let pass = std::env::var(PASSPHRASE_ENV).ok();
     match keys::load_secret_key(path, pass.as_deref()) {
         Ok(k) => Ok(k),
-        Err(keys::Error::KeyIsEncrypted) => Err(format!(
-            "key file {} is encrypted: set {PASSPHRASE_ENV} or load the key into ssh-agent",
-            path.display()
-        )),
-        Err(e) if pass.is_some() => Err(format!(
-            "cannot load key file {} (wrong passphrase in {PASSPHRASE_ENV}?): {e}",
-            path.display()
-        )),
+        Err(keys::Error::KeyIsEncrypted) => {
+            Err(format!("key file {} is encrypted: set {PASSPHRASE_ENV} or load the key into ssh-agent", path.display()))
+        }
+        Err(e) if pass.is_some() => Err(format!("cannot load key file {} (wrong passphrase in {PASSPHRASE_ENV}?): {e}", path.display())),
         Err(e) => Err(format!("cannot load key file {}: {e}", path.display())),
     }
 }

@@ -27,7 +27,6 @@ use super::ssh_config::{jump_chain, Target};
 /// Channels open at once on one connection (OpenSSH allows 10).
 pub const MAX_CHANNELS: usize = 8;
 
-
 /// Why a connection or a command failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SshError {
@@ -209,11 +208,11 @@ impl Session {
         };
         let handle = match &via {
             Some(jump) => {
-                let ch = jump
-                    .handle
-                    .channel_open_direct_tcpip(target.address.clone(), target.port as u32, "127.0.0.1", 0)
-                    .await
-                    .map_err(|e| SshError::Unreachable(format!("ProxyJump: cannot reach {}:{} from the jump host: {e}", target.address, target.port)))?;
+                let ch = jump.handle.channel_open_direct_tcpip(target.address.clone(), target.port as u32, "127.0.0.1", 0).await.map_err(
+                    |e| {
+                        SshError::Unreachable(format!("ProxyJump: cannot reach {}:{} from the jump host: {e}", target.address, target.port))
+                    },
+                )?;
                 client::connect_stream(config, ch.into_stream(), handler).await
             }
             None => client::connect(config, (target.address.as_str(), target.port), handler).await,
@@ -235,12 +234,7 @@ impl Session {
             }
         })?;
         authenticate(&mut handle, target, opts).await?;
-        Ok(Session {
-            handle,
-            channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
-            round_trips: AtomicU32::new(0),
-            _jump: via.map(Box::new),
-        })
+        Ok(Session { handle, channels: Arc::new(Semaphore::new(MAX_CHANNELS)), round_trips: AtomicU32::new(0), _jump: via.map(Box::new) })
     }
 
     /// Command round trips made on this connection so far.
@@ -251,12 +245,7 @@ impl Session {
     /// Run `command` with `stdin`, calling `on_stdout` with output as it
     /// arrives. Stdin is written while output is read, so neither side can
     /// block the other.
-    pub async fn exec(
-        &self,
-        command: &str,
-        stdin: Vec<u8>,
-        mut on_stdout: impl FnMut(&[u8]) + Send,
-    ) -> Result<Output, SshError> {
+    pub async fn exec(&self, command: &str, stdin: Vec<u8>, mut on_stdout: impl FnMut(&[u8]) + Send) -> Result<Output, SshError> {
         let _permit = self.channels.acquire().await.map_err(|_| SshError::Protocol("connection closed".into()))?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let channel = self
@@ -305,12 +294,7 @@ impl Session {
     }
 
     /// Run a shell script (fed on stdin to `sh -s`) as the become user.
-    pub async fn run_script(
-        &self,
-        script: &str,
-        become_: &Become,
-        on_stdout: impl FnMut(&[u8]) + Send,
-    ) -> Result<Output, SshError> {
+    pub async fn run_script(&self, script: &str, become_: &Become, on_stdout: impl FnMut(&[u8]) + Send) -> Result<Output, SshError> {
         self.run_as("exec sh -s", script.as_bytes().to_vec(), become_, on_stdout).await
     }
 
@@ -346,9 +330,7 @@ impl Session {
             if out.status == Some(1) && out.stdout.is_empty() {
                 let err = String::from_utf8_lossy(&out.stderr);
                 if err.contains("a password is required") || err.contains("a terminal is required") {
-                    return Err(SshError::Become(format!(
-                        "sudo to {user} needs a password: set ansible_become_password for this host"
-                    )));
+                    return Err(SshError::Become(format!("sudo to {user} needs a password: set ansible_become_password for this host")));
                 }
                 if err.contains("incorrect password") || err.contains("Sorry, try again") {
                     return Err(SshError::Become(format!("sudo to {user} refused the become password")));
@@ -375,4 +357,3 @@ pub(super) fn describe(e: &russh::Error) -> String {
         other => other.to_string(),
     }
 }
-
