@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::host::HostCtx;
+use super::ctx::HostCtx;
 use crate::plan::changes::staged_path;
 use crate::plan::script::{parse_marker, Marker};
 use crate::plan::{Change, HostPlan, TaskPlan};

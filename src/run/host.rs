@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use super::ctx::{config_text, HostCtx};
 use super::execute::{execute, nonce, ExecOptions};
 use super::options::Mode;
 use super::prepare::HostJob;
@@ -23,7 +24,7 @@ use crate::plan::{plan_host, probe, trial_runners, PlanEnv};
 use crate::report::{Counts, Event, HostStatus};
 use crate::secrets::Redactor;
 use crate::template::Templates;
-use crate::transport::{Become, Session, SshOptions};
+use crate::transport::{Session, SshOptions};
 
 /// What every host of a run shares.
 pub struct Shared {
@@ -39,21 +40,6 @@ pub struct Shared {
     pub files: Arc<LocalFiles>,
     pub secrets: Secrets,
     pub redactor: Redactor,
-}
-
-/// One connected host, for the steps that talk to it.
-pub struct HostCtx<'a> {
-    pub name: &'a str,
-    pub session: &'a Session,
-    pub become_: &'a Become,
-    pub tx: &'a mpsc::UnboundedSender<Event>,
-    pub redactor: &'a Redactor,
-}
-
-impl HostCtx<'_> {
-    pub fn send(&self, e: Event) {
-        let _ = self.tx.send(e);
-    }
 }
 
 /// How a host's run ended.
@@ -221,10 +207,6 @@ fn unsupported(facts: &Facts) -> Option<String> {
     } else {
         None
     }
-}
-
-fn config_text(facts: &Facts, path: &str) -> Option<String> {
-    facts.path(path).and_then(|s| s.content.clone()).map(|c| String::from_utf8_lossy(&c).into_owned())
 }
 
 /// Settle registrations (controller <-> GitLab), plan locally, execute.

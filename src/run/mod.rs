@@ -9,6 +9,7 @@
 //! happen. A host that fails, cannot be reached, or even panics does not
 //! stop the others, and every selected host ends with a recap line.
 
+mod ctx;
 pub mod download;
 pub mod execute;
 pub mod host;

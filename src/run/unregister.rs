@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::ctx::{config_text, HostCtx, TaskLines};
 use super::execute::{execute, ExecOptions, Executed};
-use super::host::HostCtx;
-use super::verify::{config_text, TaskLines};
 use crate::gitlab::runner::{read_existing, RunnerSettings};
 use crate::gitlab::unregister::delete;
 use crate::gitlab::Secrets;

@@ -7,49 +7,13 @@
 
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
-use super::host::HostCtx;
+use super::ctx::{config_text, HostCtx, TaskLines};
 use crate::gitlab::runner::{read_existing, RunnerSettings};
 use crate::gitlab::unregister::token_valid;
 use crate::plan::facts::Facts;
-use crate::report::{Counts, Event, TaskStatus};
+use crate::report::{Counts, TaskStatus};
 use crate::transport::shell::quote;
 use crate::transport::SshError;
-
-/// One line of a verification or an unregistration, as a task event.
-pub(super) struct TaskLines<'a> {
-    pub host: &'a str,
-    pub tx: &'a mpsc::UnboundedSender<Event>,
-    pub next: usize,
-    pub counts: Counts,
-    pub failed: bool,
-}
-
-impl TaskLines<'_> {
-    pub(super) fn task(&mut self, name: &str, status: TaskStatus, msg: Option<String>, duration_ms: u64) {
-        let i = self.next;
-        self.next += 1;
-        let _ = self.tx.send(Event::TaskStart { host: self.host.to_string(), task: i, name: name.to_string() });
-        self.failed |= self.counts.record(status);
-        let _ = self.tx.send(Event::TaskEnd {
-            host: self.host.to_string(),
-            task: i,
-            name: name.to_string(),
-            handler: false,
-            status,
-            duration_ms,
-            changes: vec![],
-            msg,
-            output: None,
-            diff: None,
-        });
-    }
-}
-
-pub(super) fn config_text(facts: &Facts, path: &str) -> Option<String> {
-    facts.path(path).and_then(|s| s.content.clone()).map(|c| String::from_utf8_lossy(&c).into_owned())
-}
 
 /// The verification script. The build context holds a file with `nonce`
 /// (copied by the first step), so the first build is always a fresh one and

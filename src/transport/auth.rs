@@ -11,7 +11,8 @@ use std::sync::Arc;
 use russh::client;
 use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
-use super::session::{describe, Handler, SshError, SshOptions};
+use super::error::{describe, SshError};
+use super::options::SshOptions;
 use super::ssh_config::Target;
 
 /// Environment variable with the passphrase of encrypted key files.
@@ -30,7 +31,11 @@ pub fn load_key(path: &Path) -> Result<PrivateKey, String> {
     }
 }
 
-pub(super) async fn authenticate(handle: &mut client::Handle<Handler>, target: &Target, opts: &SshOptions) -> Result<(), SshError> {
+pub(super) async fn authenticate<H: client::Handler>(
+    handle: &mut client::Handle<H>,
+    target: &Target,
+    opts: &SshOptions,
+) -> Result<(), SshError> {
     let user = target.user.clone();
     let mut tried: Vec<String> = Vec::new();
     // 1. Key files named by the inventory or ssh config.
@@ -94,6 +99,6 @@ pub(super) async fn authenticate(handle: &mut client::Handle<Handler>, target: &
     )))
 }
 
-async fn rsa_hash(h: &client::Handle<Handler>) -> Option<HashAlg> {
+async fn rsa_hash<H: client::Handler>(h: &client::Handle<H>) -> Option<HashAlg> {
     h.best_supported_rsa_hash().await.ok().flatten().flatten()
 }

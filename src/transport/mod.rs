@@ -8,10 +8,14 @@
 //! a socket to a host.
 
 pub mod auth;
+pub mod error;
 pub mod known_hosts;
+pub mod options;
 pub mod session;
 pub mod shell;
 pub mod ssh_config;
 
-pub use session::{Become, Session, SshError, SshOptions};
+pub use error::SshError;
+pub use options::SshOptions;
+pub use session::{Become, Session};
 pub use ssh_config::Target;

@@ -10,59 +10,23 @@
 //! - Privilege escalation (sudo) is done here and only here: [`Become`].
 //!   A become password goes on the channel's stdin, never on a command line.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client;
-use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use russh::keys::{HashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Semaphore;
 
 use super::auth::authenticate;
+use super::error::{describe, SshError};
 use super::known_hosts::{self, KnownHosts, Verdict};
+use super::options::SshOptions;
 use super::ssh_config::{jump_chain, Target};
 
 /// Channels open at once on one connection (OpenSSH allows 10).
 pub const MAX_CHANNELS: usize = 8;
-
-/// Why a connection or a command failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SshError {
-    /// TCP connect failed or timed out, or the connection dropped.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The host key is unknown or changed.
-    #[error("{0}")]
-    HostKey(String),
-    #[error("{0}")]
-    Auth(String),
-    /// sudo refused.
-    #[error("{0}")]
-    Become(String),
-    #[error("{0}")]
-    Protocol(String),
-}
-
-impl SshError {
-    /// Whether the host counts as unreachable (as Ansible counts it).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, SshError::Unreachable(_) | SshError::HostKey(_) | SshError::Auth(_))
-    }
-}
-
-/// Settings shared by every connection of a run.
-#[derive(Clone)]
-pub struct SshOptions {
-    /// Read once per run, shared by every connection.
-    pub known_hosts: Arc<KnownHosts>,
-    pub accept_new_host_keys: bool,
-    pub connect_timeout: Duration,
-    pub ssh_config: Option<Arc<ssh2_config::SshConfig>>,
-    /// Decrypted key files, loaded once before any connection.
-    pub keys: Arc<Vec<(PathBuf, Arc<PrivateKey>)>>,
-}
 
 #[derive(Debug, Clone)]
 enum KeyVerdict {
@@ -348,12 +312,5 @@ impl Session {
 
     pub async fn close(self) {
         let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
-    }
-}
-
-pub(super) fn describe(e: &russh::Error) -> String {
-    match e {
-        russh::Error::IO(io) => io.to_string(),
-        other => other.to_string(),
     }
 }
