@@ -11,3 +11,4 @@ mod runner;
 mod lifecycle;
 mod faults;
 mod secrets;
+mod engine;
