@@ -38,7 +38,16 @@ pub fn key() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("key dir");
         let key = dir.join("id_ed25519");
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "bootstrap-test", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "bootstrap-test",
+                "-f",
+            ])
             .arg(&key)
             .status()
             .expect("ssh-keygen runs (package openssh-client)");
@@ -68,8 +77,16 @@ impl TestHost {
             .output()
             .expect("testhost runs");
         // Drop guard first, so a half-made host is torn down too.
-        let mut host = TestHost { name, address: String::new(), hostkey: String::new() };
-        assert!(out.status.success(), "testhost up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let mut host = TestHost {
+            name,
+            address: String::new(),
+            hostkey: String::new(),
+        };
+        assert!(
+            out.status.success(),
+            "testhost up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(a) = line.strip_prefix("address=") {
                 host.address = a.to_string();
@@ -78,19 +95,30 @@ impl TestHost {
                 host.hostkey = k.to_string();
             }
         }
-        assert!(!host.address.is_empty() && !host.hostkey.is_empty(), "testhost up printed no address");
+        assert!(
+            !host.address.is_empty() && !host.hostkey.is_empty(),
+            "testhost up printed no address"
+        );
         host
     }
 
     /// Run a shell command inside the host as root.
     pub fn sh(&self, cmd: &str) -> Output {
-        Command::new(testhost()).args(["exec", &self.name, "sh", "-c", cmd]).output().expect("testhost exec")
+        Command::new(testhost())
+            .args(["exec", &self.name, "sh", "-c", cmd])
+            .output()
+            .expect("testhost exec")
     }
 
     /// stdout of a shell command that must succeed.
     pub fn read(&self, cmd: &str) -> String {
         let o = self.sh(cmd);
-        assert!(o.status.success(), "`{cmd}` failed on {}: {}", self.name, String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "`{cmd}` failed on {}: {}",
+            self.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -107,8 +135,15 @@ impl Drop for TestHost {
 
 /// Let guests reach the package mirror (and nothing else).
 pub fn net_up() {
-    let o = Command::new(testhost()).arg("net-up").output().expect("testhost net-up");
-    assert!(o.status.success(), "net-up: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(testhost())
+        .arg("net-up")
+        .output()
+        .expect("testhost net-up");
+    assert!(
+        o.status.success(),
+        "net-up: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A temporary folder to run `bootstrap` in.
@@ -193,8 +228,13 @@ impl Fixture {
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin());
         cmd.current_dir(&self.dir).args(args);
-        if matches!(args.first(), Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")) {
-            cmd.arg("--known-hosts").arg(self.dir.join("known_hosts")).arg("--no-progress");
+        if matches!(
+            args.first(),
+            Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")
+        ) {
+            cmd.arg("--known-hosts")
+                .arg(self.dir.join("known_hosts"))
+                .arg("--no-progress");
         }
         cmd.env("HOME", &self.dir).env_remove("SSH_AUTH_SOCK");
         for (k, v) in env {
@@ -229,8 +269,15 @@ impl Service {
     /// Start `cmd` and wait for it to print `url=...` on stdout.
     pub fn start(mut cmd: Command) -> Service {
         use std::io::{BufRead, BufReader};
-        let o = Command::new(testhost()).arg("controller-addr").output().expect("testhost controller-addr");
-        assert!(o.status.success(), "controller-addr: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new(testhost())
+            .arg("controller-addr")
+            .output()
+            .expect("testhost controller-addr");
+        assert!(
+            o.status.success(),
+            "controller-addr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -275,7 +322,11 @@ pub struct GitLab {
 
 impl GitLab {
     pub fn start(extra: &[&str]) -> GitLab {
-        let admin_token = format!("glpat-test{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let admin_token = format!(
+            "glpat-test{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/gitlab/standin.py"))
             .arg("--listen")
@@ -284,7 +335,10 @@ impl GitLab {
             .arg(format!("admin={admin_token}:api,create_runner,admin"))
             .args(["--group", "7", "--project", "9"])
             .args(extra);
-        GitLab { svc: Service::start(cmd), admin_token }
+        GitLab {
+            svc: Service::start(cmd),
+            admin_token,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -298,12 +352,20 @@ impl GitLab {
     }
 
     pub fn runners(&self) -> Vec<serde_json::Value> {
-        self.state()["runners"].as_array().cloned().unwrap_or_default()
+        self.state()["runners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// An API call with the admin token; returns the body.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> String {
-        http(method, &format!("{}/api/v4/{path}", self.url()), &[("PRIVATE-TOKEN", &self.admin_token)], body)
+        http(
+            method,
+            &format!("{}/api/v4/{path}", self.url()),
+            &[("PRIVATE-TOKEN", &self.admin_token)],
+            body,
+        )
     }
 }
 
@@ -339,8 +401,14 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
 /// controller address: `URL/docker` and `URL/gitlab-runner`, keys at
 /// `URL/docker/gpg` and `URL/gitlab-runner/gpg`.
 pub fn apt_repos() -> Service {
-    let out = Command::new(repo().join("tests/aptrepo/build")).output().expect("tests/aptrepo/build runs");
-    assert!(out.status.success(), "aptrepo build: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo().join("tests/aptrepo/build"))
+        .output()
+        .expect("tests/aptrepo/build runs");
+    assert!(
+        out.status.success(),
+        "aptrepo build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let dir = text
         .split_whitespace()
