@@ -218,7 +218,25 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
         );
     }
     let json = apply(&f, &gitlab, &["--output", "json", "--diff", "-vvv"]);
-    assert!(!json.all().contains(&token3) && !json.all().contains(&gitlab.admin_token));
+    // A run that died early would have had nothing to leak: it must have
+    // gone through (converged, the probe read the token from the host).
+    assert_eq!(json.code, 0, "{}", json.all());
+    assert_eq!(
+        json.stdout
+            .lines()
+            .last()
+            .map(|l| l.contains("\"event\":\"recap\"")),
+        Some(true),
+        "{}",
+        json.all()
+    );
+    for secret in [&token3, &gitlab.admin_token] {
+        assert!(
+            !json.all().contains(secret.as_str()),
+            "a secret leaked in JSON at -vvv --diff:\n{}",
+            json.all()
+        );
+    }
 }
 
 #[test]
