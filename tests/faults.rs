@@ -7,17 +7,24 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::runner::{apply, config_token, inventory, upload_distro};
-use crate::support::{bin, http, key, net_up, Fixture, GitLab, TestHost};
+use crate::support::{
+    bin, http, key, net_up, repo, unwatch_child, watch_child, Fixture, GitLab, TestHost,
+};
 
 /// Run `bootstrap apply` with JSON output and call `on_event` for each
 /// event as it comes; `on_event` returns true to stop reading. Returns the
-/// child (still running or not) so the test can signal it.
+/// child (still running or not) so the test can signal it, the lines read
+/// so far, and a handle that yields the rest of stdout once the child ends.
 fn apply_streaming(
     f: &Fixture,
     env: &[(&str, &str)],
     args: &[&str],
     mut on_event: impl FnMut(&serde_json::Value, u32) -> bool,
-) -> (std::process::Child, Vec<String>) {
+) -> (
+    std::process::Child,
+    Vec<String>,
+    std::thread::JoinHandle<Vec<String>>,
+) {
     let mut cmd = Command::new(bin());
     cmd.current_dir(&f.dir)
         .args(["apply", "hosts.yml", "--output", "json", "--known-hosts"])
@@ -26,11 +33,12 @@ fn apply_streaming(
         .env("HOME", &f.dir)
         .env_remove("SSH_AUTH_SOCK")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("bootstrap starts");
+    watch_child(child.id());
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = Vec::new();
     let mut reader = BufReader::new(stdout);
@@ -45,22 +53,81 @@ fn apply_streaming(
         line.clear();
     }
     // Keep draining so the child never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
+    let rest = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let mut l = String::new();
+        while reader.read_line(&mut l).map(|n| n > 0).unwrap_or(false) {
+            rest.push(l.trim_end().to_string());
+            l.clear();
         }
+        rest
     });
-    (child, lines)
+    (child, lines, rest)
 }
 
-/// Files the runner playbook manages, each checked to be whole (parses).
+/// Wait for `child` to end (and stop watching it).
+fn wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let st = child.wait().expect("bootstrap ends");
+    unwatch_child(child.id());
+    st
+}
+
+/// Poll `cond` every 50 ms until it holds; false if `limit` passed first.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Pids of the host's sshd session processes of `user` (`sshd: user [priv]`
+/// and `sshd: user@notty`).
+fn ssh_sessions(h: &TestHost, user: &str) -> Vec<u32> {
+    h.read(&format!("pgrep -f '^sshd: {user}[ @]' || true"))
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn all_gone(h: &TestHost, pids: &[u32]) -> bool {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    h.sh(&format!(
+        "for p in {}; do [ ! -e /proc/$p ] || exit 1; done",
+        list.join(" ")
+    ))
+    .status
+    .success()
+}
+
+/// Files the runner playbook manages, each checked to be whole: the
+/// uploaded binary has the source's size and SHA-256; config.toml and
+/// daemon.json parse and hold what the templates write.
 fn managed_files_whole(h: &TestHost) {
-    let o = h.sh(
-        "set -e; for f in /etc/gitlab-runner/config.toml; do [ ! -e $f ] || python3 -c \"import tomllib,sys; tomllib.load(open('$f','rb'))\"; done; \
-         [ ! -e /etc/docker/daemon.json ] || python3 -c \"import json; json.load(open('/etc/docker/daemon.json'))\"; \
-         [ ! -e /usr/local/bin/gitlab-runner ] || cmp -s /usr/local/bin/gitlab-runner /dev/stdin < /dev/null || head -c2 /usr/local/bin/gitlab-runner | grep -q '#!'",
-    );
+    let src =
+        std::fs::read(repo().join("tests/gitlab/gitlab-runner")).expect("gitlab-runner stand-in");
+    let sum = Command::new("sha256sum")
+        .arg(repo().join("tests/gitlab/gitlab-runner"))
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sum")
+        .to_string();
+    let o = h.sh(&format!(
+        "set -e; f=/etc/gitlab-runner/config.toml; [ ! -e $f ] || python3 -c \"import tomllib; c = tomllib.load(open('$f','rb')); assert c['concurrent'] and c['runners'][0]['token'], c\"; \
+         f=/etc/docker/daemon.json; [ ! -e $f ] || python3 -c \"import json; d = json.load(open('$f')); assert d['log-opts']['max-size'], d\"; \
+         f=/usr/local/bin/gitlab-runner; [ ! -e $f ] || {{ [ \"$(stat -c %s $f)\" = {} ] || {{ echo \"$f: $(stat -c %s $f) bytes, want {}\" >&2; exit 1; }}; \
+           [ \"$(sha256sum < $f | cut -d' ' -f1)\" = {sum} ] || {{ echo \"$f: SHA-256 differs from the source\" >&2; exit 1; }}; }}",
+        src.len(),
+        src.len()
+    ));
     assert!(
         o.status.success(),
         "a managed file is not whole: {}",
@@ -81,31 +148,95 @@ fn connection_dropped_at_every_step_then_converges_with_one_runner() {
     // Each run gets further; the host is never left with a broken file.
     let mut cut_at = 0u64;
     let mut cuts = 0;
-    for _ in 0..40 {
-        let mut killed_at = None;
-        let (mut child, _lines) = apply_streaming(&f, &env, &[], |ev, _| {
+    let mut completed = false;
+    for _ in 0..60 {
+        // (task, the session's pids, whether they were gone in time)
+        let mut cut: Option<(u64, Vec<u32>, bool)> = None;
+        let (mut child, _lines, rest) = apply_streaming(&f, &env, &[], |ev, _| {
             if ev["event"] == "task_start" && ev["task"].as_u64().unwrap_or(0) >= cut_at {
-                h.sh("pkill -KILL -f '^sshd: deploy' || true");
-                killed_at = ev["task"].as_u64();
+                let pids = ssh_sessions(&h, "deploy");
+                if !pids.is_empty() {
+                    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+                    h.sh(&format!("kill -KILL {}", list.join(" ")));
+                }
+                let gone =
+                    !pids.is_empty() && wait_until(Duration::from_secs(10), || all_gone(&h, &pids));
+                cut = Some((ev["task"].as_u64().expect("task"), pids, gone));
                 return true;
             }
             false
         });
-        let status = child.wait().expect("bootstrap ends");
+        let status = wait(&mut child);
+        let rest = rest.join().expect("reader");
         managed_files_whole(&h);
-        match killed_at {
-            // Cut while the host was working: a failure, reported as such.
-            Some(k) if !status.success() => {
-                cuts += 1;
-                cut_at = k + 1;
-            }
-            // Cut after the host's last step (only reporting was left), or
-            // never cut: the run is complete.
-            _ => break,
+        let Some((k, pids, gone)) = cut else {
+            // Never cut: no task started at or after cut_at.
+            assert!(status.success(), "an uncut run failed: {rest:?}");
+            completed = true;
+            break;
+        };
+        if pids.is_empty() {
+            // Events trail the host: the host had already run every
+            // remote step and the session was closed. Nothing to cut; the
+            // run must be complete.
+            assert!(
+                status.success(),
+                "task {k} started with no sshd session of deploy, and the run failed: {rest:?}"
+            );
+            completed = true;
+            break;
         }
+        assert!(gone, "the cut at task {k} left sshd session {pids:?} alive");
+        if status.success() {
+            // Cut after the host's last remote step: only steps without
+            // work (and reporting) were left.
+            completed = true;
+            break;
+        }
+        // Cut while the host still had work: the host is reported
+        // unreachable (not failed) at the first step at or after k that
+        // needed the connection, and nothing runs after it.
+        assert_eq!(
+            status.code(),
+            Some(4),
+            "a cut is an unreachable host, not a failure: {rest:?}"
+        );
+        let events: Vec<serde_json::Value> = rest
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let end = events
+            .iter()
+            .position(|v| v["event"] == "host_end")
+            .unwrap_or_else(|| panic!("no host_end after the cut at task {k}: {rest:?}"));
+        assert_eq!(
+            events[end]["status"], "unreachable",
+            "cut at task {k}: {rest:?}"
+        );
+        let lost = events[..end]
+            .iter()
+            .rev()
+            .find(|v| v["event"] == "task_end")
+            .unwrap_or_else(|| panic!("no step after the cut at task {k}: {rest:?}"));
+        assert!(
+            lost["status"] == "failed" && lost["task"].as_u64() >= Some(k),
+            "the step where the host was lost, at or after task {k}: {lost}"
+        );
+        assert_eq!(
+            events[end..]
+                .iter()
+                .filter(|v| v["event"] == "task_start")
+                .count(),
+            0,
+            "a step started after the host was lost: {rest:?}"
+        );
+        cuts += 1;
+        cut_at = k + 1;
     }
-    // How far one cut gets depends on which steps had work to do; the
-    // runner playbook on a bare host always has more than five.
+    assert!(completed, "60 runs and the apply never got through");
+    // Each failed run was a verified cut; how many there are depends on
+    // which steps had work (and on how far the host ran ahead of the
+    // events). The runner playbook on a bare host always has more than five.
     assert!(cuts >= 5, "the connection was cut at {cuts} steps");
     let r = apply(&f, &gitlab, &[]);
     assert_eq!(r.code, 0, "the next apply converges:\n{}", r.all());
@@ -154,7 +285,7 @@ fn controller_killed_or_interrupted_mid_apply() {
     f.write("site.yml", &pb);
 
     // SIGKILL: every host is untouched or consistently partly applied.
-    let (mut child, _) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
+    let (mut child, _, _) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
         if ev["event"] == "task_start" && ev["task"].as_u64() == Some(2) {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
@@ -163,8 +294,21 @@ fn controller_killed_or_interrupted_mid_apply() {
         }
         false
     });
-    let _ = child.wait();
-    std::thread::sleep(Duration::from_secs(2));
+    wait(&mut child);
+    // The steps that were running when the controller died finish on
+    // their own: wait until no host has an SSH session or a step left.
+    for h in &hosts {
+        let idle = wait_until(Duration::from_secs(30), || {
+            h.sh("! pgrep -f '^sshd: root[ @]' && ! pgrep -x sleep")
+                .status
+                .success()
+        });
+        assert!(
+            idle,
+            "{}: a session or step still running 30 s after the controller died",
+            h.name
+        );
+    }
     for h in &hosts {
         // Steps run in order and each mark follows its step: no gaps.
         let steps = h.read("cat /var/tmp/steps 2>/dev/null || true");
@@ -188,7 +332,7 @@ fn controller_killed_or_interrupted_mid_apply() {
     for h in &hosts {
         h.read("rm -f /var/tmp/steps /var/tmp/done-*");
     }
-    let (mut child, mut lines) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
+    let (mut child, mut lines, _) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
         if ev["event"] == "task_start" && ev["task"].as_u64() == Some(1) {
             let _ = Command::new("kill")
                 .args(["-INT", &pid.to_string()])
