@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::runner::{apply, config_token, inventory, upload_distro};
 use crate::support::{
-    bin, http, key, net_up, repo, unwatch_child, watch_child, Fixture, GitLab, TestHost,
+    bin, http, key, net_up, repo, unwatch_child, wait_until, watch_child, Fixture, GitLab, TestHost,
 };
 
 /// Run `bootstrap apply` with JSON output and call `on_event` for each
@@ -70,20 +70,6 @@ fn wait(child: &mut std::process::Child) -> std::process::ExitStatus {
     let st = child.wait().expect("bootstrap ends");
     unwatch_child(child.id());
     st
-}
-
-/// Poll `cond` every 50 ms until it holds; false if `limit` passed first.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Pids of the host's sshd session processes of `user` (`sshd: user [priv]`

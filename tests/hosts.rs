@@ -1,7 +1,9 @@
 //! The engine against real hosts: bare Debian 12 test hosts booted for each
 //! test (their own systemd, sshd and apt), torn down when the test ends.
 
-use crate::support::{key, net_up, repo, Fixture, TestHost};
+use std::time::Duration;
+
+use crate::support::{key, net_up, repo, wait_until, Fixture, TestHost};
 
 /// Paths the example playbook manages, for "nothing was written" checks:
 /// modification and status-change times, nanoseconds.
@@ -472,14 +474,25 @@ fn apt_waits_for_the_dpkg_lock_and_names_its_holder() {
     let f = Fixture::new();
     f.trust(&[&h]);
     f.inventory(&[("locked", &h.address)], "root", "");
-    // Another process holds the dpkg frontend lock for a while, as
-    // unattended-upgrades does on a fresh VM.
+    // Another process holds the apt lists lock and the dpkg frontend lock,
+    // as unattended-upgrades does on a fresh VM: until /run/holdlock.hold
+    // is removed (at most 120 s). It says when it holds them
+    // (/run/holdlock.held). The task updates the lists first, so
+    // bootstrap's own wait loop (not only apt's DPkg::Lock::Timeout) meets
+    // the lock.
     h.read(
-        "systemd-run --unit=holdlock --collect python3 -c \"import fcntl,time; f=open('/var/lib/dpkg/lock-frontend','w'); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(12)\" && sleep 1",
+        "touch /run/holdlock.hold && systemd-run --unit=holdlock --collect python3 -c \"import fcntl,os,time; l=[open(p,'w') for p in ('/var/lib/apt/lists/lock','/var/lib/dpkg/lock-frontend')]; [fcntl.lockf(f, fcntl.LOCK_EX) for f in l]; open('/run/holdlock.held','w').close(); t=time.time(); [time.sleep(0.1) for _ in iter(lambda: os.path.exists('/run/holdlock.hold') and time.time()-t < 120, False)]\"",
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || h
+            .sh("test -e /run/holdlock.held")
+            .status
+            .success()),
+        "the lock holder never took the lock"
     );
     f.write(
         "short.yml",
-        "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, lock_timeout: 2}\n",
+        "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, update_cache: yes, lock_timeout: 2}\n",
     );
     let r = f.run(&["apply", "hosts.yml", "-p", "short.yml"]);
     assert_eq!(
@@ -489,19 +502,32 @@ fn apt_waits_for_the_dpkg_lock_and_names_its_holder() {
         r.all()
     );
     assert!(
-        r.stdout.contains("python3"),
-        "the message names the holder:\n{}",
+        r.stdout.contains("waiting up to 2s for the apt/dpkg lock") && r.stdout.contains("python3"),
+        "bootstrap says it waits, and the message names the holder:\n{}",
         r.stdout
     );
     f.write(
         "long.yml",
-        "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, lock_timeout: 120}\n",
+        "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, update_cache: yes, lock_timeout: 120}\n",
     );
-    let r = f.run(&["apply", "hosts.yml", "-p", "long.yml", "-vv"]);
+    // The holder lets go once bootstrap is in its wait loop (its `sleep 2`
+    // between attempts is running on the host), not before.
+    let r = std::thread::scope(|s| {
+        let run = s.spawn(|| f.run(&["apply", "hosts.yml", "-p", "long.yml", "-vv"]));
+        let waiting = wait_until(Duration::from_secs(60), || {
+            run.is_finished() || h.sh("pgrep -x sleep >/dev/null").status.success()
+        });
+        h.read("rm -f /run/holdlock.hold");
+        let r = run.join().expect("apply thread");
+        assert!(waiting, "bootstrap never waited for the lock:\n{}", r.all());
+        r
+    });
     assert_eq!(r.code, 0, "waits, then installs:\n{}", r.all());
     assert!(
-        r.stdout.contains("held by process") || r.stdout.contains("Waiting for cache lock"),
-        "{}",
+        r.stdout
+            .contains("waiting up to 120s for the apt/dpkg lock")
+            && r.stdout.contains("python3"),
+        "bootstrap's own lock message, naming the holder:\n{}",
         r.stdout
     );
     assert!(h

@@ -120,6 +120,20 @@ pub fn unwatch_child(pid: u32) {
     lock(&LIVE_CHILDREN).retain(|p| *p != pid);
 }
 
+/// Poll `cond` every 50 ms until it holds; false if `limit` passed first.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Run `cmd` to its end, collecting its output, with its pid known to the
 /// watchdog meanwhile.
 pub fn output_watched(cmd: &mut Command) -> std::io::Result<Output> {
