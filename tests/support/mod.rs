@@ -8,14 +8,146 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Test hosts booted by this process: their network indexes.
 static HOSTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Every test gets at most this long (`BOOTSTRAP_TEST_TIMEOUT`, seconds;
+/// default 15 minutes), so that a hang fails the run in minutes.
+fn test_timeout() -> Duration {
+    let secs = std::env::var("BOOTSTRAP_TEST_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(900);
+    Duration::from_secs(secs)
+}
+
+/// The tests running now (libtest names each test's thread after the test),
+/// with their start time.
+static RUNNING: Mutex<BTreeMap<String, Instant>> = Mutex::new(BTreeMap::new());
+/// Test hosts alive in this process (torn down by the watchdog).
+static LIVE_HOSTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Child processes alive in this process (killed by the watchdog).
+static LIVE_CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the running test from [`RUNNING`] when its thread ends (also on
+/// a panic: thread-local destructors run when the thread exits).
+struct Clock(Option<String>);
+
+impl Drop for Clock {
+    fn drop(&mut self) {
+        if let Some(name) = &self.0 {
+            lock(&RUNNING).remove(name);
+        }
+    }
+}
+
+thread_local! {
+    static CLOCK: Clock = {
+        let name = std::thread::current().name().map(str::to_string).filter(|n| n != "main");
+        if let Some(n) = &name {
+            lock(&RUNNING).entry(n.clone()).or_insert_with(Instant::now);
+        }
+        Clock(name)
+    };
+}
+
+/// Start the per-test watchdog for the calling test (idempotent; every
+/// support entry point calls it). A test that runs longer than
+/// [`test_timeout`] makes the watchdog print its name, tear down this
+/// process's test hosts, kill its child processes and exit the test
+/// process with status 124.
+pub fn watchdog() {
+    CLOCK.with(|_| {});
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let limit = test_timeout();
+        std::thread::Builder::new()
+            .name("test-watchdog".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let late: Vec<(String, Duration)> = lock(&RUNNING)
+                    .iter()
+                    .map(|(n, t)| (n.clone(), t.elapsed()))
+                    .filter(|(_, e)| *e > limit)
+                    .collect();
+                if late.is_empty() {
+                    continue;
+                }
+                // Straight to the file descriptor: libtest captures eprintln!
+                // of the test thread that started this one.
+                use std::io::Write;
+                let mut err = std::io::stderr();
+                for (name, elapsed) in &late {
+                    let _ = writeln!(
+                        err,
+                        "\nTEST TIMEOUT: {name} has run for {:.1}s (limit {}s, BOOTSTRAP_TEST_TIMEOUT); aborting the test process",
+                        elapsed.as_secs_f64(),
+                        limit.as_secs()
+                    );
+                }
+                for pid in lock(&LIVE_CHILDREN).iter() {
+                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                }
+                for name in lock(&LIVE_HOSTS).iter() {
+                    let _ = writeln!(err, "test watchdog: tearing down test host {name}");
+                    let _ = Command::new(testhost()).args(["down", name]).output();
+                }
+                std::process::exit(124);
+            })
+            .expect("watchdog thread");
+    });
+}
+
+/// Let the watchdog kill `pid` (a child the test spawned itself) if the
+/// test runs out of time; [`unwatch_child`] when it has ended.
+pub fn watch_child(pid: u32) {
+    lock(&LIVE_CHILDREN).push(pid);
+}
+
+pub fn unwatch_child(pid: u32) {
+    lock(&LIVE_CHILDREN).retain(|p| *p != pid);
+}
+
+/// Poll `cond` every 50 ms until it holds; false if `limit` passed first.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Run `cmd` to its end, collecting its output, with its pid known to the
+/// watchdog meanwhile.
+pub fn output_watched(cmd: &mut Command) -> std::io::Result<Output> {
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    lock(&LIVE_CHILDREN).push(pid);
+    let out = child.wait_with_output();
+    lock(&LIVE_CHILDREN).retain(|p| *p != pid);
+    out
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +170,16 @@ pub fn key() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("key dir");
         let key = dir.join("id_ed25519");
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "bootstrap-test", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "bootstrap-test",
+                "-f",
+            ])
             .arg(&key)
             .status()
             .expect("ssh-keygen runs (package openssh-client)");
@@ -56,20 +197,31 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn up() -> TestHost {
+        watchdog();
         let n = HOSTS.fetch_add(1, Ordering::SeqCst);
         assert!(n < 100, "the suite boots at most 100 hosts (indexes 0-99)");
         let pid = std::process::id();
         let name = format!("bt{}x{n}", pid % 10000);
         // Indexes 0-99 are the tests'; bench/ uses 100-199, scripts/local-run 200.
         let index = (pid as usize % 20 + n) % 100;
+        // Known to the watchdog before it exists: `down` waits for `up`.
+        lock(&LIVE_HOSTS).push(name.clone());
         let out = Command::new(testhost())
             .args(["up", &name, &index.to_string()])
             .arg(key().with_extension("pub"))
             .output()
             .expect("testhost runs");
         // Drop guard first, so a half-made host is torn down too.
-        let mut host = TestHost { name, address: String::new(), hostkey: String::new() };
-        assert!(out.status.success(), "testhost up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let mut host = TestHost {
+            name,
+            address: String::new(),
+            hostkey: String::new(),
+        };
+        assert!(
+            out.status.success(),
+            "testhost up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(a) = line.strip_prefix("address=") {
                 host.address = a.to_string();
@@ -78,19 +230,28 @@ impl TestHost {
                 host.hostkey = k.to_string();
             }
         }
-        assert!(!host.address.is_empty() && !host.hostkey.is_empty(), "testhost up printed no address");
+        assert!(
+            !host.address.is_empty() && !host.hostkey.is_empty(),
+            "testhost up printed no address"
+        );
         host
     }
 
     /// Run a shell command inside the host as root.
     pub fn sh(&self, cmd: &str) -> Output {
-        Command::new(testhost()).args(["exec", &self.name, "sh", "-c", cmd]).output().expect("testhost exec")
+        output_watched(Command::new(testhost()).args(["exec", &self.name, "sh", "-c", cmd]))
+            .expect("testhost exec")
     }
 
     /// stdout of a shell command that must succeed.
     pub fn read(&self, cmd: &str) -> String {
         let o = self.sh(cmd);
-        assert!(o.status.success(), "`{cmd}` failed on {}: {}", self.name, String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "`{cmd}` failed on {}: {}",
+            self.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -102,13 +263,22 @@ impl TestHost {
 impl Drop for TestHost {
     fn drop(&mut self) {
         let _ = Command::new(testhost()).args(["down", &self.name]).output();
+        lock(&LIVE_HOSTS).retain(|n| *n != self.name);
     }
 }
 
 /// Let guests reach the package mirror (and nothing else).
 pub fn net_up() {
-    let o = Command::new(testhost()).arg("net-up").output().expect("testhost net-up");
-    assert!(o.status.success(), "net-up: {}", String::from_utf8_lossy(&o.stderr));
+    watchdog();
+    let o = Command::new(testhost())
+        .arg("net-up")
+        .output()
+        .expect("testhost net-up");
+    assert!(
+        o.status.success(),
+        "net-up: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A temporary folder to run `bootstrap` in.
@@ -146,6 +316,7 @@ impl Run {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        watchdog();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("bootstrap-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -193,14 +364,19 @@ impl Fixture {
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin());
         cmd.current_dir(&self.dir).args(args);
-        if matches!(args.first(), Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")) {
-            cmd.arg("--known-hosts").arg(self.dir.join("known_hosts")).arg("--no-progress");
+        if matches!(
+            args.first(),
+            Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")
+        ) {
+            cmd.arg("--known-hosts")
+                .arg(self.dir.join("known_hosts"))
+                .arg("--no-progress");
         }
         cmd.env("HOME", &self.dir).env_remove("SSH_AUTH_SOCK");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let o = cmd.output().expect("bootstrap runs");
+        let o = output_watched(&mut cmd).expect("bootstrap runs");
         Run {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -229,13 +405,22 @@ impl Service {
     /// Start `cmd` and wait for it to print `url=...` on stdout.
     pub fn start(mut cmd: Command) -> Service {
         use std::io::{BufRead, BufReader};
-        let o = Command::new(testhost()).arg("controller-addr").output().expect("testhost controller-addr");
-        assert!(o.status.success(), "controller-addr: {}", String::from_utf8_lossy(&o.stderr));
+        watchdog();
+        let o = Command::new(testhost())
+            .arg("controller-addr")
+            .output()
+            .expect("testhost controller-addr");
+        assert!(
+            o.status.success(),
+            "controller-addr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("service starts");
+        lock(&LIVE_CHILDREN).push(child.id());
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut url = String::new();
@@ -264,6 +449,8 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let pid = self.child.id();
+        lock(&LIVE_CHILDREN).retain(|p| *p != pid);
     }
 }
 
@@ -275,7 +462,11 @@ pub struct GitLab {
 
 impl GitLab {
     pub fn start(extra: &[&str]) -> GitLab {
-        let admin_token = format!("glpat-test{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let admin_token = format!(
+            "glpat-test{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/gitlab/standin.py"))
             .arg("--listen")
@@ -284,7 +475,10 @@ impl GitLab {
             .arg(format!("admin={admin_token}:api,create_runner,admin"))
             .args(["--group", "7", "--project", "9"])
             .args(extra);
-        GitLab { svc: Service::start(cmd), admin_token }
+        GitLab {
+            svc: Service::start(cmd),
+            admin_token,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -298,14 +492,25 @@ impl GitLab {
     }
 
     pub fn runners(&self) -> Vec<serde_json::Value> {
-        self.state()["runners"].as_array().cloned().unwrap_or_default()
+        self.state()["runners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// An API call with the admin token; returns the body.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> String {
-        http(method, &format!("{}/api/v4/{path}", self.url()), &[("PRIVATE-TOKEN", &self.admin_token)], body)
+        http(
+            method,
+            &format!("{}/api/v4/{path}", self.url()),
+            &[("PRIVATE-TOKEN", &self.admin_token)],
+            body,
+        )
     }
 }
+
+/// Connect, read and write timeout of [`http`].
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A small HTTP/1.1 client for the stand-ins (std only).
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
@@ -315,7 +520,17 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut s = std::net::TcpStream::connect(hostport).expect("connect to stand-in");
+    // Bounded everywhere: a stand-in that hangs fails the test in seconds.
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .expect("stand-in address")
+        .next()
+        .expect("an address");
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).expect("connect to stand-in");
+    s.set_read_timeout(Some(HTTP_TIMEOUT))
+        .expect("read timeout");
+    s.set_write_timeout(Some(HTTP_TIMEOUT))
+        .expect("write timeout");
     let body = body.unwrap_or("");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
@@ -326,9 +541,11 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send");
+    s.write_all(req.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {url}: send: {e}"));
     let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
+    s.read_to_string(&mut resp)
+        .unwrap_or_else(|e| panic!("{method} {url}: no whole answer within {HTTP_TIMEOUT:?}: {e}"));
     match resp.find("\r\n\r\n") {
         Some(i) => resp[i + 4..].to_string(),
         None => String::new(),
@@ -339,8 +556,14 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
 /// controller address: `URL/docker` and `URL/gitlab-runner`, keys at
 /// `URL/docker/gpg` and `URL/gitlab-runner/gpg`.
 pub fn apt_repos() -> Service {
-    let out = Command::new(repo().join("tests/aptrepo/build")).output().expect("tests/aptrepo/build runs");
-    assert!(out.status.success(), "aptrepo build: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo().join("tests/aptrepo/build"))
+        .output()
+        .expect("tests/aptrepo/build runs");
+    assert!(
+        out.status.success(),
+        "aptrepo build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let dir = text
         .split_whitespace()
