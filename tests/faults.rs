@@ -7,9 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::runner::{apply, config_token, inventory, upload_distro};
-use crate::support::{
-    bin, http, key, net_up, repo, unwatch_child, wait_until, watch_child, Fixture, GitLab, TestHost,
-};
+use crate::support::{bin, http, key, net_up, repo, unwatch_child, wait_until, watch_child, Fixture, GitLab, TestHost};
 
 /// Run `bootstrap apply` with JSON output and call `on_event` for each
 /// event as it comes; `on_event` returns true to stop reading. Returns the
@@ -20,11 +18,7 @@ fn apply_streaming(
     env: &[(&str, &str)],
     args: &[&str],
     mut on_event: impl FnMut(&serde_json::Value, u32) -> bool,
-) -> (
-    std::process::Child,
-    Vec<String>,
-    std::thread::JoinHandle<Vec<String>>,
-) {
+) -> (std::process::Child, Vec<String>, std::thread::JoinHandle<Vec<String>>) {
     let mut cmd = Command::new(bin());
     cmd.current_dir(&f.dir)
         .args(["apply", "hosts.yml", "--output", "json", "--known-hosts"])
@@ -75,37 +69,21 @@ fn wait(child: &mut std::process::Child) -> std::process::ExitStatus {
 /// Pids of the host's sshd session processes of `user` (`sshd: user [priv]`
 /// and `sshd: user@notty`).
 fn ssh_sessions(h: &TestHost, user: &str) -> Vec<u32> {
-    h.read(&format!("pgrep -f '^sshd: {user}[ @]' || true"))
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    h.read(&format!("pgrep -f '^sshd: {user}[ @]' || true")).split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
 fn all_gone(h: &TestHost, pids: &[u32]) -> bool {
     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-    h.sh(&format!(
-        "for p in {}; do [ ! -e /proc/$p ] || exit 1; done",
-        list.join(" ")
-    ))
-    .status
-    .success()
+    h.sh(&format!("for p in {}; do [ ! -e /proc/$p ] || exit 1; done", list.join(" "))).status.success()
 }
 
 /// Files the runner playbook manages, each checked to be whole: the
 /// uploaded binary has the source's size and SHA-256; config.toml and
 /// daemon.json parse and hold what the templates write.
 fn managed_files_whole(h: &TestHost) {
-    let src =
-        std::fs::read(repo().join("tests/gitlab/gitlab-runner")).expect("gitlab-runner stand-in");
-    let sum = Command::new("sha256sum")
-        .arg(repo().join("tests/gitlab/gitlab-runner"))
-        .output()
-        .expect("sha256sum");
-    let sum = String::from_utf8_lossy(&sum.stdout)
-        .split_whitespace()
-        .next()
-        .expect("sum")
-        .to_string();
+    let src = std::fs::read(repo().join("tests/gitlab/gitlab-runner")).expect("gitlab-runner stand-in");
+    let sum = Command::new("sha256sum").arg(repo().join("tests/gitlab/gitlab-runner")).output().expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout).split_whitespace().next().expect("sum").to_string();
     let o = h.sh(&format!(
         "set -e; f=/etc/gitlab-runner/config.toml; [ ! -e $f ] || python3 -c \"import tomllib; c = tomllib.load(open('$f','rb')); assert c['concurrent'] and c['runners'][0]['token'], c\"; \
          f=/etc/docker/daemon.json; [ ! -e $f ] || python3 -c \"import json; d = json.load(open('$f')); assert d['log-opts']['max-size'], d\"; \
@@ -114,11 +92,7 @@ fn managed_files_whole(h: &TestHost) {
         src.len(),
         src.len()
     ));
-    assert!(
-        o.status.success(),
-        "a managed file is not whole: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "a managed file is not whole: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
@@ -145,8 +119,7 @@ fn connection_dropped_at_every_step_then_converges_with_one_runner() {
                     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
                     h.sh(&format!("kill -KILL {}", list.join(" ")));
                 }
-                let gone =
-                    !pids.is_empty() && wait_until(Duration::from_secs(10), || all_gone(&h, &pids));
+                let gone = !pids.is_empty() && wait_until(Duration::from_secs(10), || all_gone(&h, &pids));
                 cut = Some((ev["task"].as_u64().expect("task"), pids, gone));
                 return true;
             }
@@ -165,10 +138,7 @@ fn connection_dropped_at_every_step_then_converges_with_one_runner() {
             // Events trail the host: the host had already run every
             // remote step and the session was closed. Nothing to cut; the
             // run must be complete.
-            assert!(
-                status.success(),
-                "task {k} started with no sshd session of deploy, and the run failed: {rest:?}"
-            );
+            assert!(status.success(), "task {k} started with no sshd session of deploy, and the run failed: {rest:?}");
             completed = true;
             break;
         }
@@ -182,23 +152,13 @@ fn connection_dropped_at_every_step_then_converges_with_one_runner() {
         // Cut while the host still had work: the host is reported
         // unreachable (not failed) at the first step at or after k that
         // needed the connection, and nothing runs after it.
-        assert_eq!(
-            status.code(),
-            Some(4),
-            "a cut is an unreachable host, not a failure: {rest:?}"
-        );
-        let events: Vec<serde_json::Value> = rest
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        assert_eq!(status.code(), Some(4), "a cut is an unreachable host, not a failure: {rest:?}");
+        let events: Vec<serde_json::Value> = rest.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
         let end = events
             .iter()
             .position(|v| v["event"] == "host_end")
             .unwrap_or_else(|| panic!("no host_end after the cut at task {k}: {rest:?}"));
-        assert_eq!(
-            events[end]["status"], "unreachable",
-            "cut at task {k}: {rest:?}"
-        );
+        assert_eq!(events[end]["status"], "unreachable", "cut at task {k}: {rest:?}");
         let lost = events[..end]
             .iter()
             .rev()
@@ -209,10 +169,7 @@ fn connection_dropped_at_every_step_then_converges_with_one_runner() {
             "the step where the host was lost, at or after task {k}: {lost}"
         );
         assert_eq!(
-            events[end..]
-                .iter()
-                .filter(|v| v["event"] == "task_start")
-                .count(),
+            events[end..].iter().filter(|v| v["event"] == "task_start").count(),
             0,
             "a step started after the host was lost: {rest:?}"
         );
@@ -228,23 +185,9 @@ fn connection_dropped_at_every_step_then_converges_with_one_runner() {
     assert_eq!(r.code, 0, "the next apply converges:\n{}", r.all());
     let again = apply(&f, &gitlab, &[]);
     assert_eq!(again.recap("drop").1, 0, "{}", again.all());
-    assert_eq!(
-        gitlab.runners().len(),
-        1,
-        "exactly one runner: {:?}",
-        gitlab.runners()
-    );
-    assert_eq!(
-        gitlab.runners()[0]["token"].as_str().map(str::to_string),
-        Some(config_token(&h))
-    );
-    assert_eq!(
-        h.read(
-            "ls -a /etc/gitlab-runner /etc/docker /usr/local/bin | grep -c '^.bootstrap' || true"
-        )
-        .trim(),
-        "0"
-    );
+    assert_eq!(gitlab.runners().len(), 1, "exactly one runner: {:?}", gitlab.runners());
+    assert_eq!(gitlab.runners()[0]["token"].as_str().map(str::to_string), Some(config_token(&h)));
+    assert_eq!(h.read("ls -a /etc/gitlab-runner /etc/docker /usr/local/bin | grep -c '^.bootstrap' || true").trim(), "0");
 }
 
 #[test]
@@ -252,10 +195,7 @@ fn controller_killed_or_interrupted_mid_apply() {
     let hosts: Vec<TestHost> = (0..5).map(|_| TestHost::up()).collect();
     let f = Fixture::new();
     f.trust(&hosts.iter().collect::<Vec<_>>());
-    let mut inv = format!(
-        "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n",
-        key().display()
-    );
+    let mut inv = format!("all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n", key().display());
     for (i, h) in hosts.iter().enumerate() {
         inv.push_str(&format!("    h{i}: {{ansible_host: {}}}\n", h.address));
     }
@@ -273,9 +213,7 @@ fn controller_killed_or_interrupted_mid_apply() {
     // SIGKILL: every host is untouched or consistently partly applied.
     let (mut child, _, _) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
         if ev["event"] == "task_start" && ev["task"].as_u64() == Some(2) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             return true;
         }
         false
@@ -284,16 +222,8 @@ fn controller_killed_or_interrupted_mid_apply() {
     // The steps that were running when the controller died finish on
     // their own: wait until no host has an SSH session or a step left.
     for h in &hosts {
-        let idle = wait_until(Duration::from_secs(30), || {
-            h.sh("! pgrep -f '^sshd: root[ @]' && ! pgrep -x sleep")
-                .status
-                .success()
-        });
-        assert!(
-            idle,
-            "{}: a session or step still running 30 s after the controller died",
-            h.name
-        );
+        let idle = wait_until(Duration::from_secs(30), || h.sh("! pgrep -f '^sshd: root[ @]' && ! pgrep -x sleep").status.success());
+        assert!(idle, "{}: a session or step still running 30 s after the controller died", h.name);
     }
     for h in &hosts {
         // Steps run in order and each mark follows its step: no gaps.
@@ -305,12 +235,7 @@ fn controller_killed_or_interrupted_mid_apply() {
     let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
     assert_eq!(r.code, 0, "{}", r.all());
     for h in &hosts {
-        assert_eq!(
-            h.read("cat /var/tmp/steps"),
-            "0\n1\n2\n3\n4\n5\n",
-            "each step ran exactly once on {}",
-            h.name
-        );
+        assert_eq!(h.read("cat /var/tmp/steps"), "0\n1\n2\n3\n4\n5\n", "each step ran exactly once on {}", h.name);
     }
 
     // Ctrl-C: hosts finish their current step, nothing new starts, the
@@ -320,9 +245,7 @@ fn controller_killed_or_interrupted_mid_apply() {
     }
     let (mut child, mut lines, _) = apply_streaming(&f, &[], &["-p", "site.yml"], |ev, pid| {
         if ev["event"] == "task_start" && ev["task"].as_u64() == Some(1) {
-            let _ = Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
             return true;
         }
         false
@@ -332,22 +255,10 @@ fn controller_killed_or_interrupted_mid_apply() {
     let _ = &mut lines;
     for h in &hosts {
         let steps = h.read("cat /var/tmp/steps 2>/dev/null || true");
-        assert!(
-            steps.lines().count() < 6,
-            "Ctrl-C stopped the run on {}: {steps}",
-            h.name
-        );
+        assert!(steps.lines().count() < 6, "Ctrl-C stopped the run on {}: {steps}", h.name);
         let n = steps.lines().count();
-        let marks = h
-            .read("ls /var/tmp | grep -c '^done-' || true")
-            .trim()
-            .parse::<usize>()
-            .unwrap_or(99);
-        assert_eq!(
-            marks, n,
-            "a started step was finished whole on {} (steps {n}, marks {marks})",
-            h.name
-        );
+        let marks = h.read("ls /var/tmp | grep -c '^done-' || true").trim().parse::<usize>().unwrap_or(99);
+        assert_eq!(marks, n, "a started step was finished whole on {} (steps {n}, marks {marks})", h.name);
     }
     let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -365,20 +276,10 @@ fn gitlab_errors_retries_and_timeouts() {
     // The playbook stops before Docker (a failing assertion after the
     // registration would be too late): registration is all we look at here.
     inventory(&f, &[("r", &h)], &gitlab, &upload_distro());
-    let fault = |body: &str| {
-        http(
-            "POST",
-            &format!("{}/_standin/faults", gitlab.url()),
-            &[],
-            Some(body),
-        )
-    };
+    let fault = |body: &str| http("POST", &format!("{}/_standin/faults", gitlab.url()), &[], Some(body));
     // 500 twice, then 201: retried, one runner.
     fault(r#"{"method":"POST","path":"/api/v4/user/runners","count":2,"status":500}"#);
-    let r = f.run_env(
-        &["apply", "hosts.yml", "--check"],
-        &[("GITLAB_TOKEN", &gitlab.admin_token)],
-    );
+    let r = f.run_env(&["apply", "hosts.yml", "--check"], &[("GITLAB_TOKEN", &gitlab.admin_token)]);
     assert_eq!(r.code, 0, "{}", r.all());
     let t0 = Instant::now();
     net_up();
@@ -390,22 +291,12 @@ fn gitlab_errors_retries_and_timeouts() {
     h.read("sed -i 's/^concurrent = .*/concurrent = 7/' /etc/gitlab-runner/config.toml");
     fault(r#"{"method":"POST","path":"/api/v4/runners/verify","count":5,"delay":6}"#);
     let t0 = Instant::now();
-    let r = f.run_env(
-        &["apply", "hosts.yml"],
-        &[
-            ("GITLAB_TOKEN", &gitlab.admin_token),
-            ("BOOTSTRAP_GITLAB_TIMEOUT", "2"),
-        ],
-    );
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", &gitlab.admin_token), ("BOOTSTRAP_GITLAB_TIMEOUT", "2")]);
     let took = t0.elapsed();
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stdout.contains("no answer within 2s"), "{}", r.stdout);
     assert!(took < Duration::from_secs(30), "bounded: took {took:?}");
-    assert!(
-        h.read("grep ^concurrent /etc/gitlab-runner/config.toml")
-            .contains('7'),
-        "nothing changed"
-    );
+    assert!(h.read("grep ^concurrent /etc/gitlab-runner/config.toml").contains('7'), "nothing changed");
     assert_eq!(gitlab.runners().len(), 1);
 }
 
@@ -427,20 +318,12 @@ fn mirror_unreachable_from_one_host_fails_that_host_only() {
             bad.address
         ),
     );
-    f.write(
-        "site.yml",
-        "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, update_cache: yes}\n",
-    );
+    f.write("site.yml", "- hosts: all\n  tasks:\n    - name: tree\n      apt: {name: tree, update_cache: yes}\n");
     let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert_eq!(r.recap("good").1, 1, "{}", r.all());
     assert_eq!(r.recap("bad").2, 1, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains("apt-get update could not download the package lists"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("apt-get update could not download the package lists"), "{}", r.stdout);
 }
 
 #[test]
@@ -462,24 +345,10 @@ fn full_disk_keeps_the_old_config() {
     let drifted = h.read("cat /etc/gitlab-runner/config.toml");
     let r = apply(&f, &gitlab, &[]);
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains("failed: [full] runner registered in GitLab, config.toml"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("failed: [full] runner registered in GitLab, config.toml"), "{}", r.stdout);
     assert!(r.stdout.contains("No space left on device"), "{}", r.stdout);
-    assert_eq!(
-        h.read("cat /etc/gitlab-runner/config.toml"),
-        drifted,
-        "the old file is intact"
-    );
-    assert_eq!(
-        h.read("ls -a /etc/gitlab-runner | grep -c '^.bootstrap' || true")
-            .trim(),
-        "0",
-        "no temporary file left"
-    );
+    assert_eq!(h.read("cat /etc/gitlab-runner/config.toml"), drifted, "the old file is intact");
+    assert_eq!(h.read("ls -a /etc/gitlab-runner | grep -c '^.bootstrap' || true").trim(), "0", "no temporary file left");
     h.read("rm -f /etc/gitlab-runner/filler");
     let r = apply(&f, &gitlab, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -498,11 +367,7 @@ impl BlackHole {
             "table inet bootstrap_test_blackhole {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {{ {} }} drop\n }}\n}}\n",
             addrs.join(", ")
         );
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft");
+        let mut child = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("nft");
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("stdin");
@@ -515,9 +380,7 @@ impl BlackHole {
 
 impl Drop for BlackHole {
     fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", "bootstrap_test_blackhole"])
-            .status();
+        let _ = Command::new("nft").args(["delete", "table", "inet", "bootstrap_test_blackhole"]).status();
     }
 }
 
@@ -529,79 +392,41 @@ fn fifty_hosts_five_unreachable_the_rest_converge() {
     for _ in 0..5 {
         let batch: Vec<TestHost> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..9).map(|_| s.spawn(TestHost::up)).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("boot"))
-                .collect()
+            handles.into_iter().map(|h| h.join().expect("boot")).collect()
         });
         hosts.extend(batch);
     }
     let f = Fixture::new();
     f.trust(&hosts.iter().collect::<Vec<_>>());
-    let closed: Vec<u16> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .expect("bind")
-                .local_addr()
-                .expect("addr")
-                .port()
-        })
-        .collect();
-    let mut inv = format!(
-        "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n",
-        key().display()
-    );
+    let closed: Vec<u16> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()).collect();
+    let mut inv = format!("all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n  hosts:\n", key().display());
     for (i, h) in hosts.iter().enumerate() {
         inv.push_str(&format!("    h{i:02}: {{ansible_host: {}}}\n", h.address));
     }
     for (i, p) in closed.iter().enumerate() {
-        inv.push_str(&format!(
-            "    closed{i}: {{ansible_host: 127.0.0.1, ansible_port: {p}}}\n"
-        ));
+        inv.push_str(&format!("    closed{i}: {{ansible_host: 127.0.0.1, ansible_port: {p}}}\n"));
     }
-    inv.push_str(
-        "    hole1: {ansible_host: 10.251.254.1}\n    hole2: {ansible_host: 10.251.254.2}\n",
-    );
+    inv.push_str("    hole1: {ansible_host: 10.251.254.1}\n    hole2: {ansible_host: 10.251.254.2}\n");
     f.write("hosts.yml", &inv);
     f.write(
         "site.yml",
         "- hosts: all\n  tasks:\n    - user: {name: fleet}\n    - copy: {dest: /etc/fleet, content: \"{{ inventory_hostname }}\\n\", mode: \"0600\"}\n",
     );
-    let r = f.run(&[
-        "apply",
-        "hosts.yml",
-        "-p",
-        "site.yml",
-        "--forks",
-        "50",
-        "--connect-timeout",
-        "3",
-        "--output",
-        "json",
-    ]);
+    let r = f.run(&["apply", "hosts.yml", "-p", "site.yml", "--forks", "50", "--connect-timeout", "3", "--output", "json"]);
     assert_eq!(r.code, 4, "{}", r.all());
-    let recap: serde_json::Value =
-        serde_json::from_str(r.stdout.lines().last().expect("recap")).expect("json");
+    let recap: serde_json::Value = serde_json::from_str(r.stdout.lines().last().expect("recap")).expect("json");
     let counts = recap["hosts"].as_object().expect("hosts");
     assert_eq!(counts.len(), 50);
-    let unreachable: Vec<&String> = counts
-        .iter()
-        .filter(|(_, c)| c["unreachable"] == 1)
-        .map(|(h, _)| h)
-        .collect();
+    let unreachable: Vec<&String> = counts.iter().filter(|(_, c)| c["unreachable"] == 1).map(|(h, _)| h).collect();
     assert_eq!(unreachable.len(), 5, "{unreachable:?}");
-    assert!(unreachable
-        .iter()
-        .all(|h| h.starts_with("closed") || h.starts_with("hole")));
+    assert!(unreachable.iter().all(|h| h.starts_with("closed") || h.starts_with("hole")));
     assert_eq!(counts.iter().filter(|(_, c)| c["changed"] == 2).count(), 45);
     // The unreachable ones gave up within the connect timeout, not minutes.
     for line in r.stdout.lines().filter(|l| l.contains("\"host_end\"")) {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
         if v["status"] == "unreachable" {
-            assert!(
-                v["elapsed_ms"].as_u64().unwrap_or(u64::MAX) < 10_000,
-                "{line}"
-            );
+            assert!(v["elapsed_ms"].as_u64().unwrap_or(u64::MAX) < 10_000, "{line}");
         }
     }
     for (i, h) in hosts.iter().enumerate().step_by(11) {

@@ -6,9 +6,9 @@
 mod support;
 
 mod cli;
+mod engine;
 mod faults;
 mod hosts;
 mod lifecycle;
 mod runner;
 mod secrets;
-mod engine;

@@ -31,10 +31,7 @@ pub(crate) fn upload_distro() -> String {
 pub(crate) fn wait_for_poll(gitlab: &GitLab, id: u64) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
-        let polled = gitlab
-            .runners()
-            .iter()
-            .any(|r| r["id"].as_u64() == Some(id) && r["contacts"].as_u64().unwrap_or(0) > 0);
+        let polled = gitlab.runners().iter().any(|r| r["id"].as_u64() == Some(id) && r["contacts"].as_u64().unwrap_or(0) > 0);
         if polled {
             return true;
         }
@@ -66,17 +63,11 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
 
     let first = apply(&f, &gitlab, &[]);
     assert_eq!(first.code, 0, "first apply:\n{}", first.all());
-    assert!(
-        first.stderr.contains("root on its host"),
-        "the security reminder is shown:\n{}",
-        first.stderr
-    );
+    assert!(first.stderr.contains("root on its host"), "the security reminder is shown:\n{}", first.stderr);
 
     // Docker Engine, installed by the tool, running.
     assert_eq!(h.read("systemctl is-active docker").trim(), "active");
-    assert!(h
-        .read("cat /etc/docker/daemon.json")
-        .contains("\"max-size\": \"10m\""));
+    assert!(h.read("cat /etc/docker/daemon.json").contains("\"max-size\": \"10m\""));
     // Exactly one runner, as asked.
     let runners = gitlab.runners();
     assert_eq!(runners.len(), 1, "{runners:?}");
@@ -89,44 +80,23 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
     let token = r["token"].as_str().expect("token").to_string();
     assert!(token.starts_with("glrt-"));
     // config.toml: valid TOML, private, the socket mounted, the runner's token.
-    assert_eq!(
-        h.read("stat -c '%a %U %G' /etc/gitlab-runner/config.toml")
-            .trim(),
-        "600 root root"
-    );
+    assert_eq!(h.read("stat -c '%a %U %G' /etc/gitlab-runner/config.toml").trim(), "600 root root");
     assert_eq!(config_token(&h), token);
-    let conf = h.read("python3 -c \"import tomllib,json; print(json.dumps(tomllib.load(open('/etc/gitlab-runner/config.toml','rb')), default=str))\"");
+    let conf = h.read(
+        "python3 -c \"import tomllib,json; print(json.dumps(tomllib.load(open('/etc/gitlab-runner/config.toml','rb')), default=str))\"",
+    );
     let conf: serde_json::Value = serde_json::from_str(&conf).expect("config.toml is TOML");
     assert_eq!(conf["concurrent"], 2);
     let runner = &conf["runners"][0];
     assert_eq!(runner["executor"], "docker");
     assert_eq!(runner["id"], id);
     assert_eq!(runner["docker"]["privileged"], false);
-    let volumes: Vec<&str> = runner["docker"]["volumes"]
-        .as_array()
-        .expect("volumes")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    assert_eq!(
-        volumes,
-        vec![
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "/cache:/cache",
-            "/builds:/builds"
-        ]
-    );
+    let volumes: Vec<&str> = runner["docker"]["volumes"].as_array().expect("volumes").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(volumes, vec!["/var/run/docker.sock:/var/run/docker.sock", "/cache:/cache", "/builds:/builds"]);
     // The runner (stand-in) polls GitLab with that token.
     assert_eq!(h.read("systemctl is-active gitlab-runner").trim(), "active");
-    assert!(
-        wait_for_poll(&gitlab, id),
-        "the runner never polled /jobs/request: {:?}",
-        gitlab.runners()
-    );
-    assert!(h
-        .read("id -nG gitlab-runner")
-        .split_whitespace()
-        .any(|g| g == "docker"));
+    assert!(wait_for_poll(&gitlab, id), "the runner never polled /jobs/request: {:?}", gitlab.runners());
+    assert!(h.read("id -nG gitlab-runner").split_whitespace().any(|g| g == "docker"));
 
     // Jobs share the host's Docker daemon: a build through the socket, twice;
     // the second is all cache. The base image is imported, no registry.
@@ -136,26 +106,16 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
          tar -C $r -c . | docker -H unix:///var/run/docker.sock import - bootstrap-test/base:1 >/dev/null; \
          mkdir -p /tmp/ctx; printf 'FROM bootstrap-test/base:1\\nRUN echo one > /one\\nRUN echo two > /two\\n' > /tmp/ctx/Dockerfile",
     );
-    let build1 =
-        h.read("docker -H unix:///var/run/docker.sock build -t bootstrap-test/app /tmp/ctx 2>&1");
+    let build1 = h.read("docker -H unix:///var/run/docker.sock build -t bootstrap-test/app /tmp/ctx 2>&1");
     assert!(!build1.contains("Using cache"), "{build1}");
-    let build2 =
-        h.read("docker -H unix:///var/run/docker.sock build -t bootstrap-test/app /tmp/ctx 2>&1");
-    assert_eq!(
-        build2.matches("Using cache").count(),
-        2,
-        "second build fully cached:\n{build2}"
-    );
+    let build2 = h.read("docker -H unix:///var/run/docker.sock build -t bootstrap-test/app /tmp/ctx 2>&1");
+    assert_eq!(build2.matches("Using cache").count(), 2, "second build fully cached:\n{build2}");
 
     // Converged: nothing changes, still one runner.
     let second = apply(&f, &gitlab, &["-v"]);
     assert_eq!(second.code, 0, "{}", second.all());
     assert_eq!(second.recap("runner-1").1, 0, "{}", second.all());
-    assert!(
-        second.stdout.contains("done: [runner-1] 1 round trip(s)"),
-        "{}",
-        second.stdout
-    );
+    assert!(second.stdout.contains("done: [runner-1] 1 round trip(s)"), "{}", second.stdout);
     assert_eq!(gitlab.runners().len(), 1);
 
     // Edited by hand: put back, same token.
@@ -163,17 +123,9 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
     let third = apply(&f, &gitlab, &["--diff"]);
     assert_eq!(third.code, 0, "{}", third.all());
     assert_eq!(third.recap("runner-1").1, 1, "{}", third.all());
-    assert!(
-        third.stdout.contains("-concurrent = 9") && third.stdout.contains("+concurrent = 2"),
-        "{}",
-        third.stdout
-    );
+    assert!(third.stdout.contains("-concurrent = 9") && third.stdout.contains("+concurrent = 2"), "{}", third.stdout);
     assert_eq!(config_token(&h), token);
-    assert!(
-        !third.all().contains(&token),
-        "the token leaked in --diff:\n{}",
-        third.all()
-    );
+    assert!(!third.all().contains(&token), "the token leaked in --diff:\n{}", third.all());
     assert_eq!(gitlab.runners().len(), 1);
 
     // The runner rotates its token itself: kept, not "restored".
@@ -183,21 +135,11 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
         &[],
         Some(&format!("{{\"token\": \"{token}\"}}")),
     );
-    let new_token = serde_json::from_str::<serde_json::Value>(&rotated).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    h.read(&format!(
-        "sed -i 's/{token}/{new_token}/' /etc/gitlab-runner/config.toml"
-    ));
+    let new_token = serde_json::from_str::<serde_json::Value>(&rotated).expect("json")["token"].as_str().expect("token").to_string();
+    h.read(&format!("sed -i 's/{token}/{new_token}/' /etc/gitlab-runner/config.toml"));
     let fourth = apply(&f, &gitlab, &[]);
     assert_eq!(fourth.code, 0, "{}", fourth.all());
-    assert_eq!(
-        fourth.recap("runner-1").1,
-        0,
-        "a rotated token is the runner's business:\n{}",
-        fourth.all()
-    );
+    assert_eq!(fourth.recap("runner-1").1, 0, "a rotated token is the runner's business:\n{}", fourth.all());
     assert_eq!(config_token(&h), new_token);
     assert_eq!(gitlab.runners().len(), 1);
 
@@ -211,31 +153,15 @@ fn bare_debian_becomes_a_runner_host_registered_once() {
     let token3 = runners[0]["token"].as_str().expect("token").to_string();
     assert_eq!(config_token(&h), token3);
     for secret in [&token, &new_token, &token3, &gitlab.admin_token] {
-        assert!(
-            !fifth.all().contains(secret.as_str()),
-            "a secret leaked at -vvv --diff:\n{}",
-            fifth.all()
-        );
+        assert!(!fifth.all().contains(secret.as_str()), "a secret leaked at -vvv --diff:\n{}", fifth.all());
     }
     let json = apply(&f, &gitlab, &["--output", "json", "--diff", "-vvv"]);
     // A run that died early would have had nothing to leak: it must have
     // gone through (converged, the probe read the token from the host).
     assert_eq!(json.code, 0, "{}", json.all());
-    assert_eq!(
-        json.stdout
-            .lines()
-            .last()
-            .map(|l| l.contains("\"event\":\"recap\"")),
-        Some(true),
-        "{}",
-        json.all()
-    );
+    assert_eq!(json.stdout.lines().last().map(|l| l.contains("\"event\":\"recap\"")), Some(true), "{}", json.all());
     for secret in [&token3, &gitlab.admin_token] {
-        assert!(
-            !json.all().contains(secret.as_str()),
-            "a secret leaked in JSON at -vvv --diff:\n{}",
-            json.all()
-        );
+        assert!(!json.all().contains(secret.as_str()), "a secret leaked in JSON at -vvv --diff:\n{}", json.all());
     }
 }
 
@@ -246,8 +172,7 @@ fn check_mode_on_a_fresh_host_registers_nobody_and_changes_nothing() {
     let f = Fixture::new();
     f.trust(&[&h]);
     inventory(&f, &[("fresh", &h)], &gitlab, &upload_distro());
-    let snapshot =
-        "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
+    let snapshot = "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
     let before = h.read(snapshot);
     let r = apply(&f, &gitlab, &["--check"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -258,11 +183,7 @@ fn check_mode_on_a_fresh_host_registers_nobody_and_changes_nothing() {
         "register runner `fresh` in GitLab",
         "create /etc/gitlab-runner/config.toml",
     ] {
-        assert!(
-            r.stdout.contains(planned),
-            "`{planned}` planned:\n{}",
-            r.stdout
-        );
+        assert!(r.stdout.contains(planned), "`{planned}` planned:\n{}", r.stdout);
     }
     assert_eq!(h.read(snapshot), before, "--check changed the host");
     assert!(gitlab.runners().is_empty(), "--check registered a runner");
@@ -271,57 +192,27 @@ fn check_mode_on_a_fresh_host_registers_nobody_and_changes_nothing() {
 #[test]
 fn gitlab_refusals_fail_the_host_before_any_change() {
     let h = TestHost::up();
-    let gitlab = GitLab::start(&[
-        "--legacy-disabled",
-        "--registration-token",
-        "glrtr-legacy-secret",
-    ]);
+    let gitlab = GitLab::start(&["--legacy-disabled", "--registration-token", "glrtr-legacy-secret"]);
     let f = Fixture::new();
     f.trust(&[&h]);
     inventory(&f, &[("r", &h)], &gitlab, &upload_distro());
-    let snapshot =
-        "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
+    let snapshot = "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
     let before = h.read(snapshot);
     // A wrong token: 401, named, nothing changed.
-    let r = f.run_env(
-        &["apply", "hosts.yml"],
-        &[("GITLAB_TOKEN", "glpat-wrong-token-value")],
-    );
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", "glpat-wrong-token-value")]);
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stdout.contains("HTTP 401")
-            && r.stdout.contains("GITLAB_TOKEN")
-            && r.stdout.contains("nothing was changed"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("HTTP 401") && r.stdout.contains("GITLAB_TOKEN") && r.stdout.contains("nothing was changed"), "{}", r.stdout);
     assert!(!r.all().contains("glpat-wrong-token-value"));
     // Legacy registration disabled: 410, and what to use instead.
-    inventory(
-        &f,
-        &[("r", &h)],
-        &gitlab,
-        &format!("{}    runner_registration: legacy\n", upload_distro()),
-    );
-    let r = f.run_env(
-        &["apply", "hosts.yml"],
-        &[("GITLAB_REGISTRATION_TOKEN", "glrtr-legacy-secret")],
-    );
+    inventory(&f, &[("r", &h)], &gitlab, &format!("{}    runner_registration: legacy\n", upload_distro()));
+    let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_REGISTRATION_TOKEN", "glrtr-legacy-secret")]);
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stdout.contains("410 Gone") && r.stdout.contains("runner_registration: api"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("410 Gone") && r.stdout.contains("runner_registration: api"), "{}", r.stdout);
     assert!(!r.all().contains("glrtr-legacy-secret"));
     // A missing secret: bad input, nobody contacted.
     let r = f.run(&["apply", "hosts.yml"]);
     assert_eq!(r.code, 5, "{}", r.all());
-    assert!(
-        r.stderr.contains("GITLAB_REGISTRATION_TOKEN is not set"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("GITLAB_REGISTRATION_TOKEN is not set"), "{}", r.stderr);
     assert_eq!(h.read(snapshot), before);
     assert!(gitlab.runners().is_empty());
 }
@@ -334,21 +225,13 @@ fn unsupported_system_is_refused_before_any_change() {
     f.trust(&[&h]);
     inventory(&f, &[("old", &h)], &gitlab, &upload_distro());
     h.read("sed -i -e 's/^ID=.*/ID=ubuntu/' -e 's/^VERSION_ID=.*/VERSION_ID=\"20.04\"/' -e 's/^VERSION_CODENAME=.*/VERSION_CODENAME=focal/' /usr/lib/os-release");
-    let snapshot =
-        "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
+    let snapshot = "find /etc /usr /home -xdev -printf '%p %T@ %C@ %m\\n' 2>/dev/null | sort | sha256sum";
     let before = h.read(snapshot);
     let r = apply(&f, &gitlab, &[]);
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stdout.contains("unsupported system Ubuntu 20.04"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("unsupported system Ubuntu 20.04"), "{}", r.stdout);
     assert_eq!(h.read(snapshot), before);
-    assert!(
-        gitlab.runners().is_empty(),
-        "no runner for an unsupported host"
-    );
+    assert!(gitlab.runners().is_empty(), "no runner for an unsupported host");
 }
 
 #[test]
@@ -356,21 +239,14 @@ fn custom_template_must_render_valid_toml() {
     // A config.toml.j2 in the current folder overrides the built-in one;
     // one that renders broken TOML is refused before any connection.
     let f = Fixture::new();
-    f.write(
-        "templates/config.toml.j2",
-        "check_interval = {{ runner_check_interval }}\n[[runners]\n",
-    );
+    f.write("templates/config.toml.j2", "check_interval = {{ runner_check_interval }}\n[[runners]\n");
     f.write(
         "hosts.yml",
         "all:\n  vars:\n    gitlab_url: https://gitlab.example.invalid\n    docker_install: distro\n    gitlab_runner_install: upload\n    gitlab_runner_binary: /etc/hostname\n  hosts:\n    h: {ansible_host: 127.0.0.1, ansible_port: 9}\n",
     );
     let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", "glpat-x")]);
     assert_eq!(r.code, 5, "{}", r.all());
-    assert!(
-        r.stderr.contains("does not render to valid TOML"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("does not render to valid TOML"), "{}", r.stderr);
 }
 
 #[test]
@@ -387,31 +263,17 @@ fn docker_ce_and_gitlab_runner_from_signed_apt_repositories() {
     );
     inventory(&f, &[("aptrunner", &h)], &gitlab, &vars);
     // A legacy one-line source for the same URL, as a mixed install leaves it.
-    h.read(&format!(
-        "echo 'deb {u}/docker bookworm stable' > /etc/apt/sources.list.d/docker-old.list"
-    ));
+    h.read(&format!("echo 'deb {u}/docker bookworm stable' > /etc/apt/sources.list.d/docker-old.list"));
 
     let r = apply(&f, &gitlab, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     let sources = h.read("cat /etc/apt/sources.list.d/docker.sources");
-    assert!(
-        sources.contains(&format!("URIs: {u}/docker\n")) && sources.contains("Suites: bookworm\n"),
-        "{sources}"
-    );
-    assert!(
-        sources.contains("Signed-By: /etc/apt/keyrings/docker.asc\n"),
-        "{sources}"
-    );
-    assert!(h
-        .read("head -1 /etc/apt/keyrings/docker.asc")
-        .contains("BEGIN PGP PUBLIC KEY BLOCK"));
-    assert!(
-        !h.sh("test -e /etc/apt/sources.list.d/docker-old.list")
-            .status
-            .success(),
-        "the legacy .list is removed"
-    );
-    let installed = h.read("dpkg-query -W -f '${Package}=${Version} ${Status}\\n' docker-ce containerd.io gitlab-runner gitlab-runner-helper-images");
+    assert!(sources.contains(&format!("URIs: {u}/docker\n")) && sources.contains("Suites: bookworm\n"), "{sources}");
+    assert!(sources.contains("Signed-By: /etc/apt/keyrings/docker.asc\n"), "{sources}");
+    assert!(h.read("head -1 /etc/apt/keyrings/docker.asc").contains("BEGIN PGP PUBLIC KEY BLOCK"));
+    assert!(!h.sh("test -e /etc/apt/sources.list.d/docker-old.list").status.success(), "the legacy .list is removed");
+    let installed =
+        h.read("dpkg-query -W -f '${Package}=${Version} ${Status}\\n' docker-ce containerd.io gitlab-runner gitlab-runner-helper-images");
     for want in [
         "gitlab-runner=17.98.0-1 install ok installed",
         "gitlab-runner-helper-images=17.98.0-1 install ok installed",
@@ -430,26 +292,11 @@ fn docker_ce_and_gitlab_runner_from_signed_apt_repositories() {
 
     // A new pin moves both packages in one apt transaction (their exact
     // Depends allows nothing else).
-    inventory(
-        &f,
-        &[("aptrunner", &h)],
-        &gitlab,
-        &vars.replace("17.98.0-1", "17.99.0-1"),
-    );
+    inventory(&f, &[("aptrunner", &h)], &gitlab, &vars.replace("17.98.0-1", "17.99.0-1"));
     let up = apply(&f, &gitlab, &["-v"]);
     assert_eq!(up.code, 0, "{}", up.all());
-    assert!(
-        up.stdout
-            .contains("install gitlab-runner=17.99.0-1 gitlab-runner-helper-images=17.99.0-1"),
-        "{}",
-        up.stdout
-    );
-    let installed = h.read(
-        "dpkg-query -W -f '${Package}=${Version}\\n' gitlab-runner gitlab-runner-helper-images",
-    );
-    assert_eq!(
-        installed,
-        "gitlab-runner=17.99.0-1\ngitlab-runner-helper-images=17.99.0-1\n"
-    );
+    assert!(up.stdout.contains("install gitlab-runner=17.99.0-1 gitlab-runner-helper-images=17.99.0-1"), "{}", up.stdout);
+    let installed = h.read("dpkg-query -W -f '${Package}=${Version}\\n' gitlab-runner gitlab-runner-helper-images");
+    assert_eq!(installed, "gitlab-runner=17.99.0-1\ngitlab-runner-helper-images=17.99.0-1\n");
     assert_eq!(gitlab.runners().len(), 1);
 }

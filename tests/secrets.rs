@@ -31,32 +31,17 @@ fn no_secret_in_output_events_or_remote_command_lines() {
     h.read("systemd-run --unit=cmdlines --collect sh -c 'while :; do for p in /proc/[0-9]*; do tr \"\\0\" \" \" < $p/cmdline 2>/dev/null; echo; tr \"\\0\" \"\\n\" < $p/environ 2>/dev/null; done; sleep 0.02; done > /root/cmdlines'");
     let env = [
         ("SUDO_PW", become_pw),
-        (
-            "GITLAB_REGISTRATION_TOKEN",
-            "glrtr-legacy-Registration-Secret",
-        ),
+        ("GITLAB_REGISTRATION_TOKEN", "glrtr-legacy-Registration-Secret"),
         ("GITLAB_TOKEN", gitlab.admin_token.as_str()),
     ];
     let human = f.run_env(&["apply", "hosts.yml", "-vvv", "--diff"], &env);
     assert_eq!(human.code, 0, "{}", human.all());
     h.read("sed -i 's/^concurrent = .*/concurrent = 7/' /etc/gitlab-runner/config.toml");
-    let json = f.run_env(
-        &["apply", "hosts.yml", "-vvv", "--diff", "--output", "json"],
-        &env,
-    );
+    let json = f.run_env(&["apply", "hosts.yml", "-vvv", "--diff", "--output", "json"], &env);
     assert_eq!(json.code, 0, "{}", json.all());
-    assert!(
-        json.stdout.contains("\"diff\""),
-        "a diff was shown: {}",
-        json.stdout
-    );
+    assert!(json.stdout.contains("\"diff\""), "a diff was shown: {}", json.stdout);
     let check = f.run_env(&["check", "hosts.yml", "--diff", "-vvv"], &env);
-    assert_eq!(
-        check.code,
-        0,
-        "converged: check finds no drift:\n{}",
-        check.all()
-    );
+    assert_eq!(check.code, 0, "converged: check finds no drift:\n{}", check.all());
     h.read("systemctl stop cmdlines");
     let token = config_token(&h);
     assert!(token.len() > 10);
@@ -72,8 +57,7 @@ fn no_secret_in_output_events_or_remote_command_lines() {
     }
     let journal = h.read("journalctl -o cat --no-pager 2>/dev/null || true");
     assert!(!journal.is_empty(), "the host's journal is readable");
-    let environs =
-        h.read("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; done; true");
+    let environs = h.read("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; done; true");
     let secrets = [
         ("become password", become_pw),
         ("registration token", "glrtr-legacy-Registration-Secret"),
@@ -97,31 +81,16 @@ fn no_secret_in_output_events_or_remote_command_lines() {
         }
         // Files on the host: only config.toml may hold the runner token;
         // nothing holds the other secrets. (The audit log is checked above.)
-        let allowed = if secret == token {
-            "/etc/gitlab-runner/config.toml"
-        } else {
-            ""
-        };
+        let allowed = if secret == token { "/etc/gitlab-runner/config.toml" } else { "" };
         let holders = h.read(&format!(
             "grep -rlF --exclude-dir=proc -- '{secret}' /etc /tmp /var/tmp /root /home /run /var/log /var/lib 2>/dev/null | grep -vxF -e /root/cmdlines -e {AUDIT_LOG} || true"
         ));
         if holders.trim() != allowed {
-            leaks.push(format!(
-                "files holding the {what}: {:?} (allowed: {allowed:?})",
-                holders.trim()
-            ));
+            leaks.push(format!("files holding the {what}: {:?} (allowed: {allowed:?})", holders.trim()));
         }
     }
-    assert!(
-        leaks.is_empty(),
-        "secrets leaked:\n  {}",
-        leaks.join("\n  ")
-    );
-    assert_eq!(
-        h.read("stat -c '%a %U %G' /etc/gitlab-runner/config.toml")
-            .trim(),
-        "600 root root"
-    );
+    assert!(leaks.is_empty(), "secrets leaked:\n  {}", leaks.join("\n  "));
+    assert_eq!(h.read("stat -c '%a %U %G' /etc/gitlab-runner/config.toml").trim(), "600 root root");
     // The controller keeps no pending token once the host holds it.
     let pending = f.dir.join(".local/state/bootstrap/pending-runners");
     let left = std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0);
@@ -142,34 +111,20 @@ struct ExecAudit<'a> {
 
 impl<'a> ExecAudit<'a> {
     fn install(host: &'a TestHost, names: &[&str]) -> ExecAudit<'a> {
-        let audit = ExecAudit {
-            host,
-            names: names.iter().map(|n| n.to_string()).collect(),
-        };
+        let audit = ExecAudit { host, names: names.iter().map(|n| n.to_string()).collect() };
         let dir = AUDIT_LOG.rsplit_once('/').expect("dir").0;
-        host.read(&format!(
-            "install -d -m 1777 {dir} && install -m 0666 /dev/null {AUDIT_LOG}"
-        ));
+        host.read(&format!("install -d -m 1777 {dir} && install -m 0666 /dev/null {AUDIT_LOG}"));
         for name in names {
             let real = host.read(&format!("command -v {name}")).trim().to_string();
-            assert!(
-                real.starts_with('/') && !real.starts_with("/usr/local/"),
-                "{name} is {real}"
-            );
+            assert!(real.starts_with('/') && !real.starts_with("/usr/local/"), "{name} is {real}");
             let wrapper = format!(
                 "#!/bin/sh\n# test-only exec audit (tests/secrets.rs); removed after the test\n{{ printf 'exec %s' \"$0\"; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; printf '\\n'; /usr/bin/env | /usr/bin/sed 's/^/  env /'; }} >> {AUDIT_LOG} 2>/dev/null\nexec {real} \"$@\"\n"
             );
-            host.read(&format!(
-                "cat > /usr/local/bin/{name} <<'EOF'\n{wrapper}EOF\nchmod 0755 /usr/local/bin/{name}"
-            ));
+            host.read(&format!("cat > /usr/local/bin/{name} <<'EOF'\n{wrapper}EOF\nchmod 0755 /usr/local/bin/{name}"));
         }
         // The wrappers are the ones found, for a login shell and for sudo.
         let found = host.read("su -s /bin/sh -l secure -c 'command -v sudo'");
-        assert_eq!(
-            found.trim(),
-            "/usr/local/bin/sudo",
-            "the wrapper is first on PATH"
-        );
+        assert_eq!(found.trim(), "/usr/local/bin/sudo", "the wrapper is first on PATH");
         audit
     }
 }
@@ -187,8 +142,7 @@ fn inventory_values_reach_the_host_as_data() {
     let h = TestHost::up();
     let f = Fixture::new();
     f.trust(&[&h]);
-    let nasty =
-        "$(touch /tmp/pwned) `touch /tmp/pwned2`; 'single' \"double\" \\back \u{e9}\nsecond line";
+    let nasty = "$(touch /tmp/pwned) `touch /tmp/pwned2`; 'single' \"double\" \\back \u{e9}\nsecond line";
     let yaml_value = serde_json::to_string(nasty).expect("json");
     f.write(
         "hosts.yml",
@@ -205,10 +159,7 @@ fn inventory_values_reach_the_host_as_data() {
     let r = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
     assert_eq!(r.code, 0, "{}", r.all());
     for p in ["/tmp/pwned", "/tmp/pwned2", "/tmp/pwned3"] {
-        assert!(
-            !h.sh(&format!("test -e {p}")).status.success(),
-            "{p} was created: a value ran as shell"
-        );
+        assert!(!h.sh(&format!("test -e {p}")).status.success(), "{p} was created: a value ran as shell");
     }
     let written = h.read("cat '/tmp/d $(touch /tmp/pwned3)/motd'");
     assert_eq!(written, nasty, "the value arrived byte for byte");

@@ -22,10 +22,7 @@ static HOSTS: AtomicUsize = AtomicUsize::new(0);
 /// Every test gets at most this long (`BOOTSTRAP_TEST_TIMEOUT`, seconds;
 /// default 15 minutes), so that a hang fails the run in minutes.
 fn test_timeout() -> Duration {
-    let secs = std::env::var("BOOTSTRAP_TEST_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(900);
+    let secs = std::env::var("BOOTSTRAP_TEST_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(900);
     Duration::from_secs(secs)
 }
 
@@ -77,11 +74,8 @@ pub fn watchdog() {
             .name("test-watchdog".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_secs(1));
-                let late: Vec<(String, Duration)> = lock(&RUNNING)
-                    .iter()
-                    .map(|(n, t)| (n.clone(), t.elapsed()))
-                    .filter(|(_, e)| *e > limit)
-                    .collect();
+                let late: Vec<(String, Duration)> =
+                    lock(&RUNNING).iter().map(|(n, t)| (n.clone(), t.elapsed())).filter(|(_, e)| *e > limit).collect();
                 if late.is_empty() {
                     continue;
                 }
@@ -137,11 +131,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Run `cmd` to its end, collecting its output, with its pid known to the
 /// watchdog meanwhile.
 pub fn output_watched(cmd: &mut Command) -> std::io::Result<Output> {
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
+    let child = cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn()?;
     let pid = child.id();
     lock(&LIVE_CHILDREN).push(pid);
     let out = child.wait_with_output();
@@ -170,16 +160,7 @@ pub fn key() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("key dir");
         let key = dir.join("id_ed25519");
         let st = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "bootstrap-test",
-                "-f",
-            ])
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "bootstrap-test", "-f"])
             .arg(&key)
             .status()
             .expect("ssh-keygen runs (package openssh-client)");
@@ -212,16 +193,8 @@ impl TestHost {
             .output()
             .expect("testhost runs");
         // Drop guard first, so a half-made host is torn down too.
-        let mut host = TestHost {
-            name,
-            address: String::new(),
-            hostkey: String::new(),
-        };
-        assert!(
-            out.status.success(),
-            "testhost up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut host = TestHost { name, address: String::new(), hostkey: String::new() };
+        assert!(out.status.success(), "testhost up failed:\n{}", String::from_utf8_lossy(&out.stderr));
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(a) = line.strip_prefix("address=") {
                 host.address = a.to_string();
@@ -230,28 +203,19 @@ impl TestHost {
                 host.hostkey = k.to_string();
             }
         }
-        assert!(
-            !host.address.is_empty() && !host.hostkey.is_empty(),
-            "testhost up printed no address"
-        );
+        assert!(!host.address.is_empty() && !host.hostkey.is_empty(), "testhost up printed no address");
         host
     }
 
     /// Run a shell command inside the host as root.
     pub fn sh(&self, cmd: &str) -> Output {
-        output_watched(Command::new(testhost()).args(["exec", &self.name, "sh", "-c", cmd]))
-            .expect("testhost exec")
+        output_watched(Command::new(testhost()).args(["exec", &self.name, "sh", "-c", cmd])).expect("testhost exec")
     }
 
     /// stdout of a shell command that must succeed.
     pub fn read(&self, cmd: &str) -> String {
         let o = self.sh(cmd);
-        assert!(
-            o.status.success(),
-            "`{cmd}` failed on {}: {}",
-            self.name,
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "`{cmd}` failed on {}: {}", self.name, String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -270,15 +234,8 @@ impl Drop for TestHost {
 /// Let guests reach the package mirror (and nothing else).
 pub fn net_up() {
     watchdog();
-    let o = Command::new(testhost())
-        .arg("net-up")
-        .output()
-        .expect("testhost net-up");
-    assert!(
-        o.status.success(),
-        "net-up: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = Command::new(testhost()).arg("net-up").output().expect("testhost net-up");
+    assert!(o.status.success(), "net-up: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// A temporary folder to run `bootstrap` in.
@@ -343,10 +300,7 @@ impl Fixture {
     /// An inventory with `hosts` (name, address) as user `user` with the
     /// test key, plus extra YAML lines under each host.
     pub fn inventory(&self, hosts: &[(&str, &str)], user: &str, extra: &str) -> PathBuf {
-        let mut s = format!(
-            "all:\n  vars:\n    ansible_user: {user}\n    ansible_ssh_private_key_file: {}\n  hosts:\n",
-            key().display()
-        );
+        let mut s = format!("all:\n  vars:\n    ansible_user: {user}\n    ansible_ssh_private_key_file: {}\n  hosts:\n", key().display());
         for (name, addr) in hosts {
             s.push_str(&format!("    {name}:\n      ansible_host: {addr}\n"));
             for l in extra.lines() {
@@ -364,13 +318,8 @@ impl Fixture {
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin());
         cmd.current_dir(&self.dir).args(args);
-        if matches!(
-            args.first(),
-            Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")
-        ) {
-            cmd.arg("--known-hosts")
-                .arg(self.dir.join("known_hosts"))
-                .arg("--no-progress");
+        if matches!(args.first(), Some(&"apply" | &"ping" | &"facts" | &"check" | &"verify" | &"unregister")) {
+            cmd.arg("--known-hosts").arg(self.dir.join("known_hosts")).arg("--no-progress");
         }
         cmd.env("HOME", &self.dir).env_remove("SSH_AUTH_SOCK");
         for (k, v) in env {
@@ -406,20 +355,9 @@ impl Service {
     pub fn start(mut cmd: Command) -> Service {
         use std::io::{BufRead, BufReader};
         watchdog();
-        let o = Command::new(testhost())
-            .arg("controller-addr")
-            .output()
-            .expect("testhost controller-addr");
-        assert!(
-            o.status.success(),
-            "controller-addr: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("service starts");
+        let o = Command::new(testhost()).arg("controller-addr").output().expect("testhost controller-addr");
+        assert!(o.status.success(), "controller-addr: {}", String::from_utf8_lossy(&o.stderr));
+        let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit()).spawn().expect("service starts");
         lock(&LIVE_CHILDREN).push(child.id());
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
@@ -462,11 +400,7 @@ pub struct GitLab {
 
 impl GitLab {
     pub fn start(extra: &[&str]) -> GitLab {
-        let admin_token = format!(
-            "glpat-test{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
+        let admin_token = format!("glpat-test{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/gitlab/standin.py"))
             .arg("--listen")
@@ -475,10 +409,7 @@ impl GitLab {
             .arg(format!("admin={admin_token}:api,create_runner,admin"))
             .args(["--group", "7", "--project", "9"])
             .args(extra);
-        GitLab {
-            svc: Service::start(cmd),
-            admin_token,
-        }
+        GitLab { svc: Service::start(cmd), admin_token }
     }
 
     pub fn url(&self) -> &str {
@@ -492,20 +423,12 @@ impl GitLab {
     }
 
     pub fn runners(&self) -> Vec<serde_json::Value> {
-        self.state()["runners"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.state()["runners"].as_array().cloned().unwrap_or_default()
     }
 
     /// An API call with the admin token; returns the body.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> String {
-        http(
-            method,
-            &format!("{}/api/v4/{path}", self.url()),
-            &[("PRIVATE-TOKEN", &self.admin_token)],
-            body,
-        )
+        http(method, &format!("{}/api/v4/{path}", self.url()), &[("PRIVATE-TOKEN", &self.admin_token)], body)
     }
 }
 
@@ -521,16 +444,10 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
         None => (rest, "/"),
     };
     // Bounded everywhere: a stand-in that hangs fails the test in seconds.
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .expect("stand-in address")
-        .next()
-        .expect("an address");
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).expect("connect to stand-in");
-    s.set_read_timeout(Some(HTTP_TIMEOUT))
-        .expect("read timeout");
-    s.set_write_timeout(Some(HTTP_TIMEOUT))
-        .expect("write timeout");
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport).expect("stand-in address").next().expect("an address");
+    let mut s = std::net::TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).expect("connect to stand-in");
+    s.set_read_timeout(Some(HTTP_TIMEOUT)).expect("read timeout");
+    s.set_write_timeout(Some(HTTP_TIMEOUT)).expect("write timeout");
     let body = body.unwrap_or("");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
@@ -541,11 +458,9 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes())
-        .unwrap_or_else(|e| panic!("{method} {url}: send: {e}"));
+    s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("{method} {url}: send: {e}"));
     let mut resp = String::new();
-    s.read_to_string(&mut resp)
-        .unwrap_or_else(|e| panic!("{method} {url}: no whole answer within {HTTP_TIMEOUT:?}: {e}"));
+    s.read_to_string(&mut resp).unwrap_or_else(|e| panic!("{method} {url}: no whole answer within {HTTP_TIMEOUT:?}: {e}"));
     match resp.find("\r\n\r\n") {
         Some(i) => resp[i + 4..].to_string(),
         None => String::new(),
@@ -556,20 +471,10 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
 /// controller address: `URL/docker` and `URL/gitlab-runner`, keys at
 /// `URL/docker/gpg` and `URL/gitlab-runner/gpg`.
 pub fn apt_repos() -> Service {
-    let out = Command::new(repo().join("tests/aptrepo/build"))
-        .output()
-        .expect("tests/aptrepo/build runs");
-    assert!(
-        out.status.success(),
-        "aptrepo build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(repo().join("tests/aptrepo/build")).output().expect("tests/aptrepo/build runs");
+    assert!(out.status.success(), "aptrepo build: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    let dir = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("repo_dir="))
-        .expect("build prints repo_dir=")
-        .to_string();
+    let dir = text.split_whitespace().find_map(|w| w.strip_prefix("repo_dir=")).expect("build prints repo_dir=").to_string();
     let mut cmd = Command::new(repo().join("tests/aptrepo/serve"));
     cmd.args([dir.as_str(), CONTROLLER, "0"]);
     Service::start(cmd)
