@@ -35,6 +35,11 @@ pub enum Command {
     /// Connect, authenticate and become root on each host, and report.
     #[command(after_help = "Example:\n  bootstrap ping hosts.yml --limit runners")]
     Ping(CommonArgs),
+    /// Show the inventory as Ansible reads it: --list, --host NAME or --graph.
+    #[command(
+        after_help = "Examples:\n  bootstrap inventory -i hosts.ini --list\n  bootstrap inventory -i inventories/prod/ --vault-password-file ~/.vault-pass --host runner-1\n  bootstrap inventory -i hosts.ini --graph runners"
+    )]
+    Inventory(InventoryArgs),
     /// Print what the probe reads on each host, as JSON.
     #[command(after_help = "Example:\n  bootstrap facts hosts.yml --limit runner-1 --playbook playbooks/site.yml")]
     Facts(FactsArgs),
@@ -53,6 +58,8 @@ pub struct ApplyArgs {
     /// Show unified diffs of the files that change (secrets masked).
     #[arg(long, short = 'D')]
     pub diff: bool,
+    #[command(flatten)]
+    pub select: TaskSelection,
     /// Delete runners in GitLab that have this host's name and tag but are not its own
     /// (a host rebuilt under a dead host's name), before registering. Needs GITLAB_TOKEN.
     #[arg(long)]
@@ -73,6 +80,45 @@ pub struct CheckArgs {
     /// Show unified diffs of the files that drifted (secrets masked).
     #[arg(long, short = 'D')]
     pub diff: bool,
+    #[command(flatten)]
+    pub select: TaskSelection,
+}
+
+/// Which tasks run, and listing them instead of running, as ansible-playbook does.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TaskSelection {
+    /// Only tasks (and plays) with one of these tags; `always` tasks still run, `never`
+    /// tasks only when named. Comma separated, repeatable.
+    #[arg(long, short = 't', value_name = "TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip tasks with one of these tags. Comma separated, repeatable.
+    #[arg(long = "skip-tags", value_name = "TAGS", value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// List the hosts each play would run on, and stop (nothing is contacted).
+    #[arg(long = "list-hosts")]
+    pub list_hosts: bool,
+    /// List the tasks each play would run, and stop (nothing is contacted).
+    #[arg(long = "list-tasks")]
+    pub list_tasks: bool,
+}
+
+/// `bootstrap inventory`: the inventory as ansible-inventory shows it.
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// All groups and hosts with their variables, as JSON (`ansible-inventory --list`).
+    #[arg(long, conflicts_with_all = ["host", "graph"])]
+    pub list: bool,
+    /// One host's variables, as JSON.
+    #[arg(long, value_name = "NAME", conflicts_with = "graph")]
+    pub host: Option<String>,
+    /// The tree of groups and hosts, from GROUP [default: all].
+    #[arg(long, value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
+    pub graph: Option<String>,
+    /// The folder whose group_vars/ and host_vars/ count as the playbook's.
+    #[arg(long = "playbook-dir", value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -93,11 +139,47 @@ pub struct FactsArgs {
     pub playbook: Option<PathBuf>,
 }
 
+/// Where hosts and variables come from, as Ansible takes them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// An inventory source (same as -i).
+    #[arg(value_name = "INVENTORY")]
+    pub inventory: Option<String>,
+    /// Inventory source: an INI, YAML or JSON file, a folder of them, or a host list
+    /// (`h1,h2,`); repeatable [default: ansible.cfg's `inventory`].
+    #[arg(long = "inventory", short = 'i', value_name = "SOURCE")]
+    pub inventories: Vec<String>,
+    /// Extra variables, over everything: `k=v k2=v2`, JSON or YAML (`{"k": 1}`), or `@file`;
+    /// repeatable, later wins.
+    #[arg(long = "extra-vars", short = 'e', value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// A file with the vault password, or an executable that prints it; repeatable.
+    #[arg(long = "vault-password-file", value_name = "FILE")]
+    pub vault_password_files: Vec<PathBuf>,
+    /// A vault id: `label@source` where source is a password file, a script or `prompt`.
+    #[arg(long = "vault-id", value_name = "ID")]
+    pub vault_ids: Vec<String>,
+    /// Ask for the vault password.
+    #[arg(long = "ask-vault-pass", visible_alias = "ask-vault-password", short = 'J')]
+    pub ask_vault_pass: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct CommonArgs {
-    /// Ansible YAML inventory.
-    #[arg(value_name = "INVENTORY")]
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Connect as this user where the inventory names none [default: ansible.cfg's `remote_user`].
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    /// Key file to authenticate with where the inventory names none.
+    #[arg(long = "private-key", visible_alias = "key-file", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Run commands as root (sudo) where the inventory does not say otherwise.
+    #[arg(long, short = 'b')]
+    pub r#become: bool,
+    /// Ask for the sudo password (used where the inventory sets none).
+    #[arg(long = "ask-become-pass", short = 'K')]
+    pub ask_become_pass: bool,
     /// Only hosts matching this pattern: names, groups, globs; `,` or `:`
     /// separated; `!x` excludes, `&x` intersects.
     #[arg(long, short = 'l', value_name = "PATTERN")]
@@ -106,9 +188,9 @@ pub struct CommonArgs {
     /// for N parallel CI jobs (each host falls in exactly one slice, by a hash of its name).
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
-    /// How many hosts to work on at once.
-    #[arg(long, short = 'f', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub forks: u16,
+    /// How many hosts to work on at once [default: ansible.cfg's `forks`, else 20].
+    #[arg(long, short = 'f', value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub forks: Option<u16>,
     /// human: progress and a recap; json: one JSON event per line.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -127,9 +209,9 @@ pub struct CommonArgs {
     /// Record the keys of hosts not yet in known_hosts (a changed key is always refused).
     #[arg(long)]
     pub accept_new_host_keys: bool,
-    /// Seconds to wait for a host's SSH server to answer.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    pub connect_timeout: u64,
+    /// Seconds to wait for a host's SSH server to answer [default: ansible.cfg's `timeout`, else 10].
+    #[arg(long, alias = "timeout", short = 'T', value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
     /// ssh_config file to read [default: ~/.ssh/config if it exists].
     #[arg(long, short = 'F', value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,

@@ -108,7 +108,8 @@ proptest! {
             let inv = Inventory::parse(Path::new("h.yml"), "all:\n  hosts:\n    web1:\n").expect("inventory");
             let t = Templates::new(vec![]);
             if let Ok(ph) = pb.play_hosts(&inv) {
-                let env = crate::playbook::CompileEnv { inv: &inv, play_hosts: &ph, templates: &t, diff: true };
+                let tags = crate::playbook::TagFilter::default();
+                let env = crate::playbook::CompileEnv { inv: &inv, play_hosts: &ph, templates: &t, diff: true, tags: &tags };
                 let _ = pb.compile("web1", None, &env);
             }
         }

@@ -15,6 +15,7 @@
 //! driven per host by [`run`], with [`secrets`] masked everywhere.
 
 mod cli;
+mod config;
 mod error;
 #[cfg(test)]
 mod fuzz;
@@ -28,6 +29,8 @@ mod run;
 mod secrets;
 mod template;
 mod transport;
+mod vault;
+mod yaml11;
 mod yamlpos;
 
 use std::process::ExitCode;

@@ -1,58 +1,57 @@
-//! Ansible YAML inventories: groups, hosts, variables and host patterns.
+//! Ansible inventories: groups, hosts, variables and host patterns, read
+//! exactly as ansible-core reads them.
 //!
-//! The format is Ansible's own (`all:` / `hosts:` / `children:` / `vars:`
-//! at every level), so an inventory users already have just works. Variable
-//! precedence follows Ansible: `all`'s vars first, then groups by depth
-//! (parents before children), groups at the same depth by
-//! `ansible_group_priority` and then by name, host vars last. A host listed
-//! twice merges its vars, later wins.
+//! Sources ([`sources`]): YAML and JSON ([`yaml`]), INI ([`ini`]), folders
+//! of them, host lists, several at once, merged as Ansible merges them;
+//! `group_vars/` and `host_vars/` beside each source and beside the
+//! playbook; Vault-encrypted files and inline `!vault` values. Variable
+//! precedence is Ansible's (`VARIABLE_PRECEDENCE`): the inventory's `all`,
+//! then its groups by depth, `ansible_group_priority` and name, then
+//! inventory-adjacent `group_vars/all`, playbook-adjacent `group_vars/all`,
+//! inventory-adjacent and playbook-adjacent `group_vars/<group>`, the
+//! host's inventory variables, `host_vars/<host>` beside the inventory and
+//! beside the playbook, and `-e` over everything.
 //!
-//! Everything is checked here, before any connection: structure, value
-//! types of the connection variables, and key files. Errors name the file,
-//! the line and column, and the field. Each host's variables are resolved
-//! (templates in them rendered) exactly once, at load, and shared from
-//! then on; the `groups` magic variable is one layer shared by all hosts.
+//! Everything is checked here, before any connection, and errors name the
+//! file, line and column and the field. Each host's variables are resolved
+//! (templates in them rendered) exactly once, at load, and shared from then
+//! on; the `groups` magic variable is one layer shared by all hosts.
 
+mod data;
+mod hostpattern;
+mod ini;
+pub mod listing;
 mod pattern;
+mod pyliteral;
+mod sources;
 mod vars;
+mod yaml;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::InputError;
 use crate::template::{parse_bool, Scope, Templates};
-use crate::yamlpos::PosIndex;
+use crate::yamlpos::Pos;
+pub use data::Located;
+use data::{Data, Loc};
 
 pub use pattern::closest;
+pub use sources::extra_vars;
 pub use vars::resolve_vars;
 
 pub use crate::template::Vars;
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawGroup {
-    #[serde(default)]
-    hosts: Option<IndexMap<String, Option<IndexMap<String, serde_yaml_ng::Value>>>>,
-    #[serde(default)]
-    children: Option<IndexMap<String, Option<RawGroup>>>,
-    #[serde(default)]
-    vars: Option<IndexMap<String, serde_yaml_ng::Value>>,
-}
-
-/// A group as defined in the inventory.
+/// A group as the inventory defines it.
 #[derive(Debug, Clone, Default)]
 pub struct Group {
     pub name: String,
     pub hosts: Vec<String>,
     pub children: Vec<String>,
-    pub vars: Vars,
-    /// Key path in the file, for error positions.
-    path: String,
 }
 
 /// A host with its variables merged by Ansible's precedence.
@@ -61,217 +60,205 @@ pub struct Host {
     pub name: String,
     /// Every group the host belongs to, `all` included, parents included.
     pub groups: BTreeSet<String>,
-    /// The variables as written, merged by precedence.
+    /// The variables as written, merged by precedence (`-e` included).
     pub vars: Vars,
+    /// Where each variable's winning value was written.
+    locs: IndexMap<String, Loc>,
     /// The variables resolved (templates rendered) plus the magic ones
     /// (`inventory_hostname`, `group_names`), once, at load. Without
     /// `groups`, which is [`Inventory::groups_layer`].
     resolved: Arc<Vars>,
-    /// Key path of the host's first definition, for error positions.
-    path: String,
+    /// Where the host was first declared.
+    loc: Option<Loc>,
+}
+
+/// Decrypts Vault values as they are read, and remembers what they were:
+/// every decrypted value is a secret, and an inline value's ciphertext is
+/// what `bootstrap inventory --list` prints, as Ansible does.
+pub struct Unvault<'a> {
+    decrypt: &'a dyn Fn(&str) -> Result<String, String>,
+    /// Decrypted values, to be masked in every output.
+    pub secrets: Vec<String>,
+    /// (plain text, vault text) of each inline value.
+    pub inline: Vec<(String, String)>,
+}
+
+impl<'a> Unvault<'a> {
+    pub fn new(decrypt: &'a dyn Fn(&str) -> Result<String, String>) -> Unvault<'a> {
+        Unvault { decrypt, secrets: Vec::new(), inline: Vec::new() }
+    }
+
+    /// An inline `!vault` value at `pos` of `file`.
+    pub fn decrypt(&mut self, cipher: &str, file: &Path, pos: Pos) -> Result<String, InputError> {
+        let plain = (self.decrypt)(cipher)
+            .map_err(|e| InputError::new(format!("cannot decrypt this vault value: {e}")).in_file(file).at(Some(pos)))?;
+        self.secrets.push(plain.clone());
+        self.inline.push((plain.clone(), cipher.to_string()));
+        Ok(plain)
+    }
+
+    /// A file encrypted whole.
+    pub fn decrypt_file(&mut self, text: &str, file: &Path) -> Result<String, InputError> {
+        (self.decrypt)(text).map_err(|e| InputError::new(format!("cannot decrypt this vault-encrypted file: {e}")).in_file(file))
+    }
+
+    /// Every string inside `v` is a secret (it came from an encrypted file).
+    pub fn secret_values(&mut self, v: &Json) {
+        match v {
+            Json::String(s) => self.secrets.push(s.clone()),
+            Json::Array(a) => a.iter().for_each(|i| self.secret_values(i)),
+            Json::Object(m) => m.values().for_each(|i| self.secret_values(i)),
+            _ => {}
+        }
+    }
+}
+
+/// What to read.
+pub struct LoadOptions<'a> {
+    /// Files, folders or host lists (`h1,h2,`), in order.
+    pub sources: Vec<String>,
+    /// The playbook's folder, for playbook-adjacent `group_vars/` and
+    /// `host_vars/` (none for the built-in playbook).
+    pub playbook_dir: Option<PathBuf>,
+    /// `-e`: over everything.
+    pub extra_vars: Located,
+    pub unvault: Unvault<'a>,
 }
 
 /// A parsed, validated inventory.
 #[derive(Debug, Clone)]
 pub struct Inventory {
+    /// The first source, for messages.
     pub file: PathBuf,
     pub groups: IndexMap<String, Group>,
     pub hosts: IndexMap<String, Host>,
     /// `{"groups": {group: [hosts]}}`, shared by every host's scope.
     groups_layer: Arc<Vars>,
-    index: PosIndex,
-}
-
-fn yaml_to_json(file: &Path, index: &PosIndex, path: &str, v: &serde_yaml_ng::Value) -> Result<Json, InputError> {
-    serde_json::to_value(v).map_err(|e| {
-        InputError::new(format!("value cannot be used as a variable: {e}")).in_file(file).at(index.find(path)).field(path.to_string())
-    })
+    /// Decrypted vault values (secrets).
+    pub secrets: Vec<String>,
+    /// (plain, ciphertext) of inline vault values, for listings.
+    pub inline_vault: Vec<(String, String)>,
+    /// Per host, its variables without `-e` and magic ones, as
+    /// `ansible-inventory --list` shows them.
+    listed: HashMap<String, Vars>,
+    /// `-e`.
+    extra: Vars,
 }
 
 impl Inventory {
-    /// Read and parse an inventory file.
-    pub fn load(file: &Path) -> Result<Inventory, InputError> {
-        let source = crate::error::read_text(file, "inventory")?;
-        Inventory::parse(file, &source)
+    /// Parse a YAML inventory from its text; `file` is used in messages.
+    #[cfg(test)]
+    pub fn parse(file: &Path, source: &str) -> Result<Inventory, InputError> {
+        let none = |_: &str| -> Result<String, String> { Err("no vault password given".into()) };
+        let mut unvault = Unvault::new(&none);
+        let f = Arc::new(file.to_path_buf());
+        let doc = crate::yaml11::load(source)
+            .map_err(|e| InputError::new(e.message).in_file(file).at(Some(e.pos)))?
+            .ok_or_else(|| InputError::new("the inventory is empty").in_file(file).hint("start it with `all:` and a `hosts:` mapping"))?;
+        let mut d = Data::default();
+        yaml::parse(&f, &doc, &mut d, &mut unvault)?;
+        d.reconcile();
+        Inventory::build(file, d, &[], None, &Located::default(), &mut unvault)
     }
 
-    /// Parse an inventory from its text; `file` is used in messages.
-    pub fn parse(file: &Path, source: &str) -> Result<Inventory, InputError> {
-        let index = PosIndex::new(source);
-        let raw: Option<IndexMap<String, Option<RawGroup>>> =
-            serde_yaml_ng::from_str(source).map_err(|e| InputError::from_yaml(file, &e))?;
-        let raw =
-            raw.ok_or_else(|| InputError::new("the inventory is empty").in_file(file).hint("start it with `all:` and a `hosts:` mapping"))?;
-        let mut inv =
-            Inventory { file: file.to_path_buf(), groups: IndexMap::new(), hosts: IndexMap::new(), groups_layer: Arc::default(), index };
-        let mut host_vars: IndexMap<String, (Vars, String)> = IndexMap::new();
-        inv.groups.insert("all".into(), Group { name: "all".into(), path: "all".into(), ..Default::default() });
-        for (name, group) in &raw {
-            inv.add_group(name, group.as_ref(), name, &mut host_vars)?;
-        }
-        // Top-level groups other than `all` are children of `all`.
-        let top: Vec<String> = raw.keys().filter(|k| *k != "all").cloned().collect();
-        for name in top {
-            let all = inv.groups.get_mut("all").expect("all exists");
-            if !all.children.contains(&name) {
-                all.children.push(name);
+    /// Read every source, their variable files and the playbook's.
+    pub fn load(mut opts: LoadOptions) -> Result<Inventory, InputError> {
+        let mut d = Data::default();
+        let bases = sources::read(&opts.sources, &mut d, &mut opts.unvault)?;
+        let first = opts.sources.first().cloned().unwrap_or_default();
+        let inv = Inventory::build(Path::new(&first), d, &bases, opts.playbook_dir.as_deref(), &opts.extra_vars, &mut opts.unvault)?;
+        Ok(inv)
+    }
+
+    fn build(
+        file: &Path,
+        d: Data,
+        bases: &[PathBuf],
+        playbook_dir: Option<&Path>,
+        extra: &Located,
+        unvault: &mut Unvault,
+    ) -> Result<Inventory, InputError> {
+        d.check_cycles(file)?;
+        let depth = depths(&d);
+        let mut files = sources::VarFiles::default();
+        let play: Vec<PathBuf> = playbook_dir.map(Path::to_path_buf).into_iter().filter(|p| !bases.contains(p)).collect();
+        let all_inv = files.get(bases, "group_vars", "all", unvault)?;
+        let all_play = files.get(&play, "group_vars", "all", unvault)?;
+        let mut hosts = IndexMap::new();
+        let mut listed = HashMap::new();
+        for (name, h) in &d.hosts {
+            let mut groups: BTreeSet<String> = BTreeSet::new();
+            groups.insert("all".into());
+            for (g, gd) in &d.groups {
+                if gd.hosts.contains(name) {
+                    groups.insert(g.clone());
+                    groups.extend(d.ancestors(g));
+                }
             }
+            let mut sorted: Vec<&String> = groups.iter().filter(|g| *g != "all").collect();
+            sorted.sort_by_key(|g| (depth.get(*g).copied().unwrap_or(0), d.groups.get(*g).map(|x| x.priority).unwrap_or(1), (*g).clone()));
+            let mut vars = Located::default();
+            if let Some(all) = d.groups.get("all") {
+                vars.merge(&all.vars);
+            }
+            for g in &sorted {
+                if let Some(gd) = d.groups.get(*g) {
+                    vars.merge(&gd.vars);
+                }
+            }
+            vars.merge(&all_inv);
+            vars.merge(&all_play);
+            for b in bases {
+                for g in &sorted {
+                    vars.merge(&files.get(std::slice::from_ref(b), "group_vars", g, unvault)?);
+                }
+            }
+            for g in &sorted {
+                vars.merge(&files.get(&play, "group_vars", g, unvault)?);
+            }
+            vars.merge(&h.vars);
+            vars.merge(&files.get(bases, "host_vars", name, unvault)?);
+            vars.merge(&files.get(&play, "host_vars", name, unvault)?);
+            listed.insert(name.clone(), vars.vars.clone());
+            vars.merge(extra);
+            if let Some(src) = &h.source {
+                let abs = std::fs::canonicalize(src).unwrap_or_else(|_| src.clone());
+                vars.vars.entry("inventory_file").or_insert_with(|| Json::String(abs.display().to_string()));
+                let dir = abs.parent().map(|p| p.display().to_string()).unwrap_or_default();
+                vars.vars.entry("inventory_dir").or_insert(Json::String(dir));
+            }
+            hosts.insert(
+                name.clone(),
+                Host { name: name.clone(), groups, vars: vars.vars, locs: vars.locs, resolved: Arc::default(), loc: h.loc.clone() },
+            );
         }
-        // Hosts in no group but `all` are also in `ungrouped`, as in Ansible.
-        inv.compute_hosts(host_vars)?;
+        let groups = d
+            .groups
+            .iter()
+            .map(|(n, g)| (n.clone(), Group { name: n.clone(), hosts: g.hosts.clone(), children: g.children.clone() }))
+            .collect();
+        let mut inv = Inventory {
+            file: file.to_path_buf(),
+            groups,
+            hosts,
+            groups_layer: Arc::default(),
+            secrets: std::mem::take(&mut unvault.secrets),
+            inline_vault: std::mem::take(&mut unvault.inline),
+            listed,
+            extra: extra.vars.clone(),
+        };
         inv.resolve()?;
         Ok(inv)
     }
 
-    fn add_group(
-        &mut self,
-        name: &str,
-        raw: Option<&RawGroup>,
-        path: &str,
-        host_vars: &mut IndexMap<String, (Vars, String)>,
-    ) -> Result<(), InputError> {
-        check_name(&self.file, &self.index, path, name, "group")?;
-        let entry = self.groups.entry(name.to_string()).or_insert_with(|| Group {
-            name: name.to_string(),
-            path: path.to_string(),
-            ..Default::default()
-        });
-        if entry.path.is_empty() {
-            entry.path = path.to_string();
-        }
-        let Some(raw) = raw else { return Ok(()) };
-        let mut vars = Vars::new();
-        if let Some(rv) = &raw.vars {
-            for (k, v) in rv {
-                let p = format!("{path}.vars.{k}");
-                vars.insert(k.clone(), yaml_to_json(&self.file, &self.index, &p, v)?);
-            }
-        }
-        let mut hosts = Vec::new();
-        if let Some(rh) = &raw.hosts {
-            for (h, hv) in rh {
-                let hpath = format!("{path}.hosts.{h}");
-                check_name(&self.file, &self.index, &hpath, h, "host")?;
-                let slot = host_vars.entry(h.clone()).or_insert_with(|| (Vars::new(), hpath.clone()));
-                if let Some(hv) = hv {
-                    for (k, v) in hv {
-                        let p = format!("{hpath}.{k}");
-                        slot.0.insert(k.clone(), yaml_to_json(&self.file, &self.index, &p, v)?);
-                    }
-                }
-                hosts.push(h.clone());
-            }
-        }
-        let mut children = Vec::new();
-        if let Some(rc) = &raw.children {
-            for (c, cg) in rc {
-                children.push(c.clone());
-                let cpath = format!("{path}.children.{c}");
-                self.add_group(c, cg.as_ref(), &cpath, host_vars)?;
-            }
-        }
-        let g = self.groups.get_mut(name).expect("inserted above");
-        for (k, v) in vars {
-            g.vars.insert(k, v);
-        }
-        for h in hosts {
-            if !g.hosts.contains(&h) {
-                g.hosts.push(h);
-            }
-        }
-        for c in children {
-            if !g.children.contains(&c) {
-                g.children.push(c);
-            }
-        }
-        Ok(())
+    /// `-e`: over everything, play variables included.
+    pub fn extra_vars(&self) -> &Vars {
+        &self.extra
     }
 
-    /// Depth of each group below `all` (longest path), and cycle check.
-    fn depths(&self) -> Result<HashMap<String, usize>, InputError> {
-        let mut depth: HashMap<String, usize> = HashMap::new();
-        fn walk(
-            inv: &Inventory,
-            name: &str,
-            d: usize,
-            stack: &mut Vec<String>,
-            depth: &mut HashMap<String, usize>,
-        ) -> Result<(), InputError> {
-            if stack.iter().any(|s| s == name) {
-                let g = &inv.groups[name];
-                return Err(InputError::new(format!("group `{name}` is its own ancestor ({} -> {name})", stack.join(" -> ")))
-                    .in_file(&inv.file)
-                    .at(inv.index.find(&g.path)));
-            }
-            let e = depth.entry(name.to_string()).or_insert(d);
-            if *e < d {
-                *e = d;
-            }
-            stack.push(name.to_string());
-            if let Some(g) = inv.groups.get(name) {
-                for c in &g.children {
-                    walk(inv, c, d + 1, stack, depth)?;
-                }
-            }
-            stack.pop();
-            Ok(())
-        }
-        walk(self, "all", 0, &mut Vec::new(), &mut depth)?;
-        Ok(depth)
-    }
-
-    fn compute_hosts(&mut self, host_vars: IndexMap<String, (Vars, String)>) -> Result<(), InputError> {
-        let depth = self.depths()?;
-        // Parents of each group.
-        let mut parents: HashMap<String, Vec<String>> = HashMap::new();
-        for g in self.groups.values() {
-            for c in &g.children {
-                parents.entry(c.clone()).or_default().push(g.name.clone());
-            }
-        }
-        let mut ungrouped = Vec::new();
-        for (h, (hvars, hpath)) in host_vars {
-            let mut groups = BTreeSet::new();
-            groups.insert("all".to_string());
-            let mut todo: Vec<String> = self.groups.values().filter(|g| g.hosts.contains(&h)).map(|g| g.name.clone()).collect();
-            if todo.iter().all(|g| g == "all" || g == "ungrouped") {
-                ungrouped.push(h.clone());
-            }
-            while let Some(g) = todo.pop() {
-                if groups.insert(g.clone()) {
-                    if let Some(ps) = parents.get(&g) {
-                        todo.extend(ps.iter().cloned());
-                    }
-                }
-            }
-            let mut ordered: Vec<&Group> = groups.iter().filter_map(|g| self.groups.get(g)).collect();
-            ordered.sort_by_key(|g| {
-                let prio = g.vars.get("ansible_group_priority").and_then(|v| v.as_i64()).unwrap_or(1);
-                (depth.get(&g.name).copied().unwrap_or(0), prio, g.name.clone())
-            });
-            let mut vars = Vars::new();
-            for g in ordered {
-                for (k, v) in &g.vars {
-                    vars.insert(k.clone(), v.clone());
-                }
-            }
-            for (k, v) in hvars {
-                vars.insert(k, v);
-            }
-            self.hosts.insert(h.clone(), Host { name: h, groups, vars, resolved: Arc::default(), path: hpath });
-        }
-        if !ungrouped.is_empty() {
-            let g = self.groups.entry("ungrouped".into()).or_insert_with(|| Group { name: "ungrouped".into(), ..Default::default() });
-            for h in ungrouped {
-                if !g.hosts.contains(&h) {
-                    g.hosts.push(h.clone());
-                }
-                if let Some(host) = self.hosts.get_mut(&h) {
-                    host.groups.insert("ungrouped".into());
-                }
-            }
-        }
-        Ok(())
+    /// The variables `ansible-inventory --list` shows for `host`.
+    pub fn listed_vars(&self, host: &str) -> Option<&Vars> {
+        self.listed.get(host)
     }
 
     /// Resolve every host's variables once, and check the connection
@@ -310,20 +297,12 @@ impl Inventory {
         Ok(())
     }
 
-    /// Position of `field` of `host` (where it is set, or the host itself).
+    /// An error about variable `field` of `host`, at the place it was set.
     pub fn field_error(&self, host: &Host, field: &str, msg: String) -> InputError {
-        // The variable may be set on the host or on one of its groups.
-        let mut pos = self.index.find(&format!("{}.{field}", host.path));
-        let mut path = format!("{}.{field}", host.path);
-        if pos.map(|p| Some(p) == self.index.find(&host.path)).unwrap_or(true) {
-            for g in host.groups.iter().filter_map(|g| self.groups.get(g)) {
-                if g.vars.contains_key(field) {
-                    path = format!("{}.vars.{field}", g.path);
-                    pos = self.index.find(&path);
-                }
-            }
+        match host.locs.get(field).or(host.loc.as_ref()) {
+            Some(l) => l.error(msg),
+            None => InputError::new(msg).in_file(&self.file).field(field.to_string()),
         }
-        InputError::new(msg).in_file(&self.file).at(pos).field(path)
     }
 
     /// Host variables with templates rendered (`{{ lookup('env', ...) }}`,
@@ -388,7 +367,13 @@ impl Inventory {
         let key_file = s("ansible_ssh_private_key_file")?.or(s("ansible_private_key_file")?).map(|p| {
             let p = expand_tilde(&p);
             if p.is_relative() {
-                self.file.parent().unwrap_or(Path::new(".")).join(p)
+                // Relative to the file that set it.
+                let dir = host
+                    .locs
+                    .get("ansible_ssh_private_key_file")
+                    .or(host.locs.get("ansible_private_key_file"))
+                    .and_then(|l| l.file.parent().map(Path::to_path_buf));
+                dir.unwrap_or_else(|| PathBuf::from(".")).join(p)
             } else {
                 p
             }
@@ -424,6 +409,27 @@ impl Inventory {
     }
 }
 
+/// The depth of each group: its longest path from `all`.
+fn depths(d: &Data) -> HashMap<String, usize> {
+    fn walk(d: &Data, g: &str, n: usize, out: &mut HashMap<String, usize>, guard: usize) {
+        if guard > 1000 {
+            return;
+        }
+        let e = out.entry(g.to_string()).or_insert(n);
+        if *e < n {
+            *e = n;
+        }
+        if let Some(gd) = d.groups.get(g) {
+            for c in &gd.children {
+                walk(d, c, n + 1, out, guard + 1);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    walk(d, "all", 0, &mut out, 0);
+    out
+}
+
 /// How to reach one host.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -436,9 +442,18 @@ pub struct Connection {
     pub become_password: Option<String>,
 }
 
-fn check_name(file: &Path, index: &PosIndex, path: &str, name: &str, what: &str) -> Result<(), InputError> {
+/// A group name Ansible accepts and a shell cannot misread.
+fn check_group_name(name: &str) -> Result<(), String> {
+    check_name(name, "group")
+}
+
+fn check_host_name(name: &str) -> Result<(), String> {
+    check_name(name, "host")
+}
+
+fn check_name(name: &str, what: &str) -> Result<(), String> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control() || "'\"$`;&|<>\\".contains(c)) {
-        return Err(InputError::new(format!("`{}` is not a valid {what} name", name.escape_debug())).in_file(file).at(index.find(path)));
+        return Err(format!("`{}` is not a valid {what} name", name.escape_debug()));
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct HostTask {
     pub task_vars: Option<Arc<Vars>>,
     /// Where the task is written, for messages (`site.yml:12:7`).
     pub location: String,
+    /// Its tags (for `--list-tasks`).
+    pub tags: Vec<String>,
     /// Its `when` is false on variables alone: skipped on this host.
     pub skip: bool,
 }

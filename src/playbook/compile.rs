@@ -29,6 +29,8 @@ pub struct CompileEnv<'a> {
     pub templates: &'a Templates,
     /// `--diff`: the probe also reads file contents.
     pub diff: bool,
+    /// `--tags` / `--skip-tags`: tasks that do not run are left out.
+    pub tags: &'a super::TagFilter,
 }
 
 impl Playbook {
@@ -57,7 +59,7 @@ impl Playbook {
                     program.r#become |= b;
                 }
             }
-            let play_vars = match self.play_vars(play, &inv_vars, &groups, env.templates) {
+            let play_vars = match self.play_vars(play, &inv_vars, env.inv.extra_vars(), &groups, env.templates) {
                 Ok(v) => v,
                 Err(e) => {
                     errors.push(e);
@@ -65,10 +67,12 @@ impl Playbook {
                 }
             };
             for (list, is_handler) in [(&play.tasks, false), (&play.handlers, true)] {
-                for t in list {
+                // Handlers run when notified, whatever the tags.
+                for t in list.iter().filter(|t| is_handler || env.tags.runs(&t.tags)) {
                     let task_env = TaskEnv {
                         play_vars: &play_vars,
                         groups: &groups,
+                        extra: env.inv.extra_vars(),
                         placeholder: &placeholder,
                         templates: env.templates,
                         diff: env.diff,
@@ -90,12 +94,16 @@ impl Playbook {
 
     /// Play defaults under inventory vars, play vars over them, as Ansible
     /// ranks role defaults and play vars; resolved once.
-    fn play_vars(&self, play: &Play, inv_vars: &Vars, groups: &Vars, templates: &Templates) -> Result<Arc<Vars>, InputError> {
+    fn play_vars(&self, play: &Play, inv_vars: &Vars, extra: &Vars, groups: &Vars, templates: &Templates) -> Result<Arc<Vars>, InputError> {
         let mut vars = play.defaults.clone();
         for (k, v) in inv_vars {
             vars.insert(k.clone(), v.clone());
         }
         for (k, v) in &play.vars {
+            vars.insert(k.clone(), v.clone());
+        }
+        // `-e` is over play variables too.
+        for (k, v) in extra {
             vars.insert(k.clone(), v.clone());
         }
         resolve_vars(vars, &Scope::new(vec![groups]), templates)
@@ -110,8 +118,14 @@ impl Playbook {
             None
         } else {
             let base = Scope::new(vec![env.groups, env.play_vars.as_ref()]);
-            let v = resolve_vars(t.vars.clone(), &base, env.templates)
+            let mut v = resolve_vars(t.vars.clone(), &base, env.templates)
                 .map_err(|(k, msg)| self.err(&format!("{}.vars.{k}", t.path), msg).field(format!("vars.{k}")))?;
+            // `-e` is over task variables too.
+            for k in t.vars.keys() {
+                if let Some(x) = env.play_vars.get(k).filter(|_| env.extra.contains_key(k)) {
+                    v.insert(k.clone(), x.clone());
+                }
+            }
             Some(Arc::new(v))
         };
         let mut host_task = HostTask {
@@ -124,6 +138,7 @@ impl Playbook {
             play_vars: env.play_vars.clone(),
             task_vars,
             location: self.location(&t.path),
+            tags: t.tags.clone(),
             skip: false,
         };
         let no_facts = Vars::new();
@@ -206,6 +221,7 @@ impl Playbook {
 struct TaskEnv<'a> {
     play_vars: &'a Arc<Vars>,
     groups: &'a Vars,
+    extra: &'a Vars,
     placeholder: &'a Vars,
     templates: &'a Templates,
     diff: bool,
@@ -244,7 +260,12 @@ mod tests {
         let pb = Playbook::parse(Path::new("site.yml"), pb_src).unwrap();
         let t = Templates::new(vec![]);
         let ph = pb.play_hosts(&inv).unwrap();
-        pb.compile("h1", None, &CompileEnv { inv: &inv, play_hosts: &ph, templates: &t, diff: false }).unwrap()
+        pb.compile(
+            "h1",
+            None,
+            &CompileEnv { inv: &inv, play_hosts: &ph, templates: &t, diff: false, tags: &super::super::TagFilter::default() },
+        )
+        .unwrap()
     }
 
     #[test]

@@ -45,6 +45,7 @@ struct RawPlay {
     /// Printed once at the end of a run that applied this play.
     notice: Option<String>,
     gather_facts: Option<Y>,
+    tags: Option<Y>,
     #[serde(default)]
     tasks: Vec<RawTask>,
     #[serde(default)]
@@ -78,6 +79,8 @@ pub struct Task {
     /// Names a handler answers to: its name and its `listen` topics.
     pub listen: Vec<String>,
     pub vars: Vars,
+    /// Its `tags:` and its play's.
+    pub tags: Vec<String>,
     /// Key path in the file (`0.tasks.3`), for positions.
     pub path: String,
 }
@@ -101,6 +104,60 @@ pub struct Playbook {
     pub base_dir: PathBuf,
     pub plays: Vec<Play>,
     index: PosIndex,
+}
+
+/// Tags as Ansible takes them: a list, or one string with commas.
+fn tag_list(v: &Y) -> Option<Vec<String>> {
+    match v {
+        Y::String(s) => Some(s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()),
+        Y::Number(n) => Some(vec![n.to_string()]),
+        Y::Sequence(items) => items
+            .iter()
+            .map(|i| match i {
+                Y::String(s) => Some(s.trim().to_string()),
+                Y::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// `--tags` / `--skip-tags`, evaluated as Ansible's `Taggable.evaluate_tags`:
+/// a task without tags is `untagged`; `always` runs unless skipped by
+/// name, `never` only when one of its tags is asked for; `all`, `tagged`
+/// and `untagged` select what they say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagFilter {
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+}
+
+impl TagFilter {
+    pub fn runs(&self, task_tags: &[String]) -> bool {
+        let untagged = vec!["untagged".to_string()];
+        let tags: &[String] = if task_tags.is_empty() { &untagged } else { task_tags };
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        let only: &[String] = &self.only;
+        let only_all = ["all".to_string()];
+        let only = if only.is_empty() { &only_all[..] } else { only };
+        let in_only = |t: &str| only.iter().any(|x| x == t);
+        let mut run = has("always")
+            || (in_only("all") && !has("never"))
+            || tags.iter().any(|t| in_only(t))
+            || (in_only("tagged") && tags != untagged.as_slice() && !has("never"));
+        if run && !self.skip.is_empty() {
+            let in_skip = |t: &str| self.skip.iter().any(|x| x == t);
+            if in_skip("all") {
+                if !has("always") || in_skip("always") {
+                    run = false;
+                }
+            } else if tags.iter().any(|t| in_skip(t)) || (in_skip("tagged") && tags != untagged.as_slice()) {
+                run = false;
+            }
+        }
+        run
+    }
 }
 
 fn strings(v: &Y) -> Option<Vec<String>> {
@@ -164,6 +221,16 @@ impl Playbook {
         let path = pi.to_string();
         let mut errors = Vec::new();
         let _ = (&rp.gather_facts, &rp.name);
+        let play_tags = match &rp.tags {
+            None => vec![],
+            Some(v) => match tag_list(v) {
+                Some(t) => t,
+                None => {
+                    errors.push(self.err(&format!("{path}.tags"), "expected a tag or a list of tags").field("tags"));
+                    vec![]
+                }
+            },
+        };
         let become_ = match &rp.become_ {
             None => None,
             Some(Y::Bool(b)) => Some(*b),
@@ -179,7 +246,7 @@ impl Playbook {
                 None
             }
         };
-        let mut tasks = Vec::new();
+        let mut tasks: Vec<Task> = Vec::new();
         for (ti, rt) in rp.tasks.into_iter().enumerate() {
             match self.check_task(&format!("{path}.tasks.{ti}"), rt) {
                 Ok(t) => tasks.push(t),
@@ -207,6 +274,13 @@ impl Playbook {
         }
         if !errors.is_empty() {
             return Err(errors);
+        }
+        for t in tasks.iter_mut().chain(handlers.iter_mut()) {
+            for pt in &play_tags {
+                if !t.tags.contains(pt) {
+                    t.tags.push(pt.clone());
+                }
+            }
         }
         Ok(Play {
             hosts: rp.hosts.unwrap_or_else(|| "all".into()),
@@ -315,7 +389,10 @@ impl Playbook {
         if let Some(v) = &rt.listen {
             listen.extend(strings(v).ok_or_else(|| self.err(&format!("{path}.listen"), "expected a name or a list").field("listen"))?);
         }
-        let _ = &rt.tags;
+        let tags = match &rt.tags {
+            None => vec![],
+            Some(v) => tag_list(v).ok_or_else(|| self.err(&format!("{path}.tags"), "expected a tag or a list of tags").field("tags"))?,
+        };
         Ok(Task {
             name,
             module,
@@ -325,6 +402,7 @@ impl Playbook {
             notify,
             listen,
             vars: rt.vars.unwrap_or_default(),
+            tags,
             path: path.to_string(),
         })
     }
@@ -374,6 +452,26 @@ mod tests {
         let err = parse("- hosts: all\n  tasks:\n    - name: x\n      command: ls\n      notify: restart dockr\n  handlers:\n    - name: restart docker\n      service: {name: docker, state: restarted}\n").unwrap_err();
         let s = err.to_string();
         assert!(s.contains("no handler named `restart dockr`") && s.contains("restart docker"), "{s}");
+    }
+
+    #[test]
+    fn tags_select_as_ansible_does() {
+        let f = |only: &[&str], skip: &[&str]| TagFilter {
+            only: only.iter().map(|s| s.to_string()).collect(),
+            skip: skip.iter().map(|s| s.to_string()).collect(),
+        };
+        let t = |tags: &[&str]| tags.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(f(&[], &[]).runs(&t(&[])) && f(&[], &[]).runs(&t(&["docker"])));
+        assert!(!f(&[], &[]).runs(&t(&["never", "debug"])));
+        assert!(f(&["debug"], &[]).runs(&t(&["never", "debug"])));
+        assert!(f(&["docker"], &[]).runs(&t(&["always"])));
+        assert!(!f(&["docker"], &[]).runs(&t(&["runner"])) && !f(&["docker"], &[]).runs(&t(&[])));
+        assert!(f(&["untagged"], &[]).runs(&t(&[])));
+        assert!(f(&["tagged"], &[]).runs(&t(&["x"])) && !f(&["tagged"], &[]).runs(&t(&[])));
+        assert!(!f(&[], &["docker"]).runs(&t(&["docker", "x"])));
+        assert!(f(&[], &["all"]).runs(&t(&["always"])) && !f(&[], &["all", "always"]).runs(&t(&["always"])));
+        let pb = parse("- hosts: all\n  tags: [base]\n  tasks:\n    - command: echo\n      tags: x,y\n").unwrap();
+        assert_eq!(pb.plays[0].tasks[0].tags, vec!["x", "y", "base"]);
     }
 
     #[test]

@@ -18,6 +18,23 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use diff::unified_diff;
+
+/// Print `text` on standard output (listings the user asked for).
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+}
+
+/// An error before any host was contacted, on standard error.
+pub fn error(text: &str) {
+    eprintln!("{text}");
+}
+
+/// A warning about the run as a whole (not about one host).
+pub fn warning(text: &str) {
+    eprintln!("warning: {text}");
+}
 pub use human::Human;
 pub use json::Json;
 

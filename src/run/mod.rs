@@ -25,10 +25,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::cli::{Cli, Output};
-use crate::error::exit;
+use crate::cli::{Cli, Command, Output};
+use crate::config::AnsibleCfg;
+use crate::error::{exit, InputError, InputErrors};
+use crate::inventory::listing;
 use crate::report::{self, Counts, Event, HostStatus, Reporter};
-pub use options::{Mode, Options};
+pub use options::{InventoryOptions, InventoryView, Mode, Options};
 use prepare::{HostJob, Prepared};
 
 /// The outcome of a run.
@@ -56,27 +58,81 @@ impl Summary {
 
 /// The whole command: options, preparation, the run, the exit status.
 pub async fn main(cli: Cli) -> u8 {
-    let opts = match Options::from_cli(cli) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
+    let bad = |e: &dyn std::fmt::Display| {
+        report::error(&format!("{e}\nnothing was contacted."));
+        exit::BAD_INPUT
     };
+    let cfg = match AnsibleCfg::load(&|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => return bad(&InputErrors::from(e)),
+    };
+    if let Command::Inventory(args) = cli.command {
+        return match InventoryOptions::from_args(args, &cfg).and_then(|o| inventory_command(&o)) {
+            Ok(()) => exit::OK,
+            Err(e) => bad(&InputErrors::from(e)),
+        };
+    }
+    let opts = match Options::from_cli(cli, &cfg) {
+        Ok(o) => o,
+        Err(e) => return bad(&InputErrors::from(e)),
+    };
+    for w in &opts.warnings {
+        report::warning(w);
+    }
     let prepared = match prepare::prepare(&opts).await {
         Ok(p) => p,
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("nothing was contacted.");
-            return exit::BAD_INPUT;
-        }
+        Err(errors) => return bad(&errors),
     };
+    if opts.list_hosts || opts.list_tasks {
+        report::print(&listing(&prepared, opts.list_tasks));
+        return exit::OK;
+    }
     let r = opts.report;
     let mut reporter: Box<dyn Reporter> = match r.output {
         Output::Json => Box::new(report::Json { redactor: prepared.redactor.clone() }),
         Output::Human => Box::new(report::Human::new(prepared.redactor.clone(), r.verbose, r.quiet, r.progress)),
     };
     drive(prepared, reporter.as_mut()).await.exit_code()
+}
+
+/// `bootstrap inventory`: print the inventory as ansible-inventory does.
+fn inventory_command(o: &InventoryOptions) -> Result<(), InputError> {
+    let (inv, _) = prepare::load_inventory(&o.sources, o.playbook_dir.clone())?;
+    let text = match &o.view {
+        InventoryView::List => listing::to_text(&listing::list(&inv)),
+        InventoryView::Host(h) => match listing::host(&inv, h) {
+            Some(v) => listing::to_text(&v),
+            None => return Err(InputError::new(format!("no host `{h}` in the inventory")).field("--host")),
+        },
+        InventoryView::Graph(g) => {
+            listing::graph(&inv, g).ok_or_else(|| InputError::new(format!("no group `{g}` in the inventory")).field("--graph"))?
+        }
+    };
+    report::print(&text);
+    Ok(())
+}
+
+/// `--list-hosts` / `--list-tasks`, as ansible-playbook prints them.
+fn listing(p: &Prepared, tasks: bool) -> String {
+    let mut out = String::new();
+    let hosts: Vec<&str> = p.hosts.iter().map(|h| h.name.as_str()).collect();
+    out.push_str(&format!("  hosts ({}):\n", hosts.len()));
+    for h in &hosts {
+        out.push_str(&format!("    {h}\n"));
+    }
+    if tasks {
+        let mut seen: Vec<&str> = Vec::new();
+        out.push_str("  tasks:\n");
+        for t in p.hosts.iter().flat_map(|h| h.program.iter().flat_map(|pr| pr.tasks.iter())) {
+            let key = t.location.as_str();
+            if !seen.contains(&key) {
+                seen.push(key);
+                let tags = if t.tags.is_empty() { String::new() } else { format!("\tTAGS: [{}]", t.tags.join(", ")) };
+                out.push_str(&format!("    {}{tags}\n", t.name));
+            }
+        }
+    }
+    out
 }
 
 /// Drive every host; send events to `reporter`. With `--serial`, hosts go

@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, CommonArgs, Output};
+use crate::cli::{Cli, Command, CommonArgs, InventoryArgs, Output, SourceArgs, TaskSelection};
+use crate::config::AnsibleCfg;
 use crate::error::InputError;
+use crate::playbook::TagFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -118,11 +120,104 @@ pub struct ReportOptions {
     pub progress: bool,
 }
 
+/// Where hosts and variables come from: the command line over ansible.cfg.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Inventory sources, in order.
+    pub inventory: Vec<String>,
+    /// `-e` values, in order.
+    pub extra_vars: Vec<String>,
+    pub vault_password_files: Vec<PathBuf>,
+    pub vault_ids: Vec<String>,
+    pub ask_vault_pass: bool,
+}
+
+impl Sources {
+    fn from_args(a: SourceArgs, cfg: &AnsibleCfg) -> Result<Sources, InputError> {
+        let mut inventory: Vec<String> = a.inventory.into_iter().chain(a.inventories).collect();
+        if inventory.is_empty() {
+            inventory = cfg.inventory.clone();
+        }
+        if inventory.is_empty() {
+            return Err(InputError::new("no inventory: give one (`bootstrap apply hosts.yml`, or -i SOURCE, repeatable)")
+                .hint("or set `inventory` in ansible.cfg's [defaults], or ANSIBLE_INVENTORY"));
+        }
+        let mut vault_password_files = a.vault_password_files;
+        if vault_password_files.is_empty() && a.vault_ids.is_empty() && !a.ask_vault_pass {
+            vault_password_files = cfg.vault_password_files.clone();
+        }
+        Ok(Sources { inventory, extra_vars: a.extra_vars, vault_password_files, vault_ids: a.vault_ids, ask_vault_pass: a.ask_vault_pass })
+    }
+}
+
+/// Connection settings that apply where the inventory says nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ConnDefaults {
+    pub user: Option<String>,
+    pub private_key: Option<PathBuf>,
+    /// `-b` or ansible.cfg `become`.
+    pub r#become: Option<bool>,
+    pub become_user: Option<String>,
+    /// `-K`: ask for the sudo password.
+    pub ask_become_pass: bool,
+    /// `host_key_checking = False`: accept any host key.
+    pub host_key_checking: bool,
+}
+
+/// `bootstrap inventory`.
+#[derive(Debug, Clone)]
+pub enum InventoryView {
+    List,
+    Host(String),
+    Graph(String),
+}
+
+/// What `bootstrap inventory` asked for.
+#[derive(Debug, Clone)]
+pub struct InventoryOptions {
+    pub sources: Sources,
+    pub view: InventoryView,
+    pub playbook_dir: Option<PathBuf>,
+}
+
+impl InventoryOptions {
+    pub fn from_args(a: InventoryArgs, cfg: &AnsibleCfg) -> Result<InventoryOptions, InputError> {
+        let view = match (a.list, a.host, a.graph) {
+            (_, Some(h), _) => InventoryView::Host(h),
+            (_, _, Some(g)) => InventoryView::Graph(g),
+            (true, _, _) => InventoryView::List,
+            _ => return Err(InputError::new("say what to show: --list, --host NAME or --graph [GROUP]")),
+        };
+        Ok(InventoryOptions { sources: Sources::from_args(a.sources, cfg)?, view, playbook_dir: a.playbook_dir })
+    }
+}
+
+/// The parts of a command line that make its options.
+struct Build {
+    mode: Mode,
+    common: CommonArgs,
+    playbook: Option<PathBuf>,
+    diff: bool,
+    replace: bool,
+    serial: Option<Serial>,
+}
+
+fn common_box(c: CommonArgs) -> Box<CommonArgs> {
+    Box::new(c)
+}
+
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
-    pub inventory: PathBuf,
+    pub sources: Sources,
+    pub conn: ConnDefaults,
+    pub tags: TagFilter,
+    /// `--list-hosts` / `--list-tasks`: print, contact nothing.
+    pub list_hosts: bool,
+    pub list_tasks: bool,
+    /// ansible.cfg's warnings (settings not honoured).
+    pub warnings: Vec<String>,
     pub playbook: Option<PathBuf>,
     pub limit: Option<String>,
     pub forks: usize,
@@ -139,42 +234,62 @@ pub struct Options {
 }
 
 impl Options {
-    /// The options of a parsed command line; bad values are input errors.
-    pub fn from_cli(cli: Cli) -> Result<Options, InputError> {
-        let (mode, common, playbook, diff, replace, serial) = match cli.command {
+    /// The options of a parsed command line over ansible.cfg; bad values
+    /// are input errors.
+    pub fn from_cli(cli: Cli, cfg: &AnsibleCfg) -> Result<Options, InputError> {
+        let none = TaskSelection::default;
+        let (mode, common, playbook, diff, replace, serial, select) = match cli.command {
             Command::Apply(a) => {
                 let serial = a.serial.as_deref().map(Serial::parse).transpose()?;
-                (if a.check { Mode::Check } else { Mode::Apply }, a.common, a.playbook, a.diff, a.replace, serial)
+                (if a.check { Mode::Check } else { Mode::Apply }, a.common, a.playbook, a.diff, a.replace, serial, a.select)
             }
-            Command::Check(c) => (Mode::Drift, c.common, c.playbook, c.diff, false, None),
-            Command::Verify(v) => (Mode::Verify, v.common, v.playbook, false, false, None),
-            Command::Unregister(u) => (Mode::Unregister, u.common, u.playbook, false, false, None),
-            Command::Ping(c) => (Mode::Ping, c, None, false, false, None),
-            Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, false, None),
+            Command::Check(c) => (Mode::Drift, c.common, c.playbook, c.diff, false, None, c.select),
+            Command::Verify(v) => (Mode::Verify, v.common, v.playbook, false, false, None, none()),
+            Command::Unregister(u) => (Mode::Unregister, u.common, u.playbook, false, false, None, none()),
+            Command::Ping(c) => (Mode::Ping, c, None, false, false, None, none()),
+            Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, false, None, none()),
+            Command::Inventory(_) => return Err(InputError::new("`inventory` is not a host command (a bug: please report it)")),
         };
-        Options::build(mode, common, playbook, diff, replace, serial)
+        let mut o = Options::build(Build { mode, common: *common_box(common), playbook, diff, replace, serial }, cfg)?;
+        o.tags = TagFilter { only: select.tags, skip: select.skip_tags };
+        o.list_hosts = select.list_hosts;
+        o.list_tasks = select.list_tasks;
+        Ok(o)
     }
 
-    fn build(
-        mode: Mode,
-        c: CommonArgs,
-        playbook: Option<PathBuf>,
-        diff: bool,
-        replace: bool,
-        serial: Option<Serial>,
-    ) -> Result<Options, InputError> {
+    fn build(b: Build, cfg: &AnsibleCfg) -> Result<Options, InputError> {
+        let Build { mode, common: c, playbook, diff, replace, serial } = b;
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        let host_key_checking = cfg.host_key_checking.unwrap_or(true);
+        let mut warnings = cfg.warnings.clone();
+        if !host_key_checking {
+            warnings.push(
+                "host key checking is off (ansible.cfg host_key_checking = False or ANSIBLE_HOST_KEY_CHECKING): any host key is accepted and none is recorded, so a man-in-the-middle would go unnoticed; turn it back on and use --accept-new-host-keys to record new hosts".into(),
+            );
+        }
         Ok(Options {
             mode,
-            inventory: c.inventory,
+            sources: Sources::from_args(c.sources, cfg)?,
+            conn: ConnDefaults {
+                user: c.user.or_else(|| cfg.remote_user.clone()),
+                private_key: c.private_key.or_else(|| cfg.private_key_file.clone()),
+                r#become: if c.r#become { Some(true) } else { cfg.r#become },
+                become_user: cfg.become_user.clone(),
+                ask_become_pass: c.ask_become_pass,
+                host_key_checking,
+            },
+            tags: TagFilter::default(),
+            list_hosts: false,
+            list_tasks: false,
+            warnings,
             playbook,
             limit: c.limit,
-            forks: (c.forks as usize).max(1),
+            forks: c.forks.or(cfg.forks).unwrap_or(20).max(1) as usize,
             diff,
             known_hosts: c.known_hosts.unwrap_or_else(|| home.join(".ssh/known_hosts")),
             accept_new_host_keys: c.accept_new_host_keys,
-            connect_timeout: Duration::from_secs(c.connect_timeout.max(1)),
-            ssh_config: c.ssh_config,
+            connect_timeout: Duration::from_secs(c.connect_timeout.or(cfg.timeout).unwrap_or(10).max(1)),
+            ssh_config: c.ssh_config.or_else(|| cfg.ssh_config.clone()),
             replace,
             shard: c.shard.as_deref().map(Shard::parse).transpose()?,
             serial,

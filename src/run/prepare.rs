@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::download;
-use super::options::{Mode, Options, Serial};
+use super::options::{Mode, Options, Serial, Sources};
 use crate::error::{InputError, InputErrors};
 use crate::gitlab::Secrets;
-use crate::inventory::Inventory;
+use crate::inventory::{extra_vars, Inventory, LoadOptions, Unvault};
 use crate::plan::module::LocalFiles;
 use crate::plan::HostProgram;
 use crate::playbook::{CompileEnv, Playbook};
@@ -24,6 +24,7 @@ use crate::template::Templates;
 use crate::transport::known_hosts::KnownHosts;
 use crate::transport::ssh_config::{self, Wanted};
 use crate::transport::{auth, Become, SshOptions, Target};
+use crate::vault::VaultSecrets;
 
 /// One host, ready to be contacted.
 pub struct HostJob {
@@ -57,14 +58,57 @@ pub struct Prepared {
     pub notices: Vec<String>,
 }
 
+/// The vault passwords the sources name.
+pub fn vault_secrets(src: &Sources) -> Result<VaultSecrets, InputError> {
+    let mut v = VaultSecrets::default();
+    let field = |e: crate::vault::VaultError, f: &str| InputError::new(e.to_string()).field(f.to_string());
+    for id in &src.vault_ids {
+        v.add_vault_id(id).map_err(|e| field(e, "--vault-id"))?;
+    }
+    for p in &src.vault_password_files {
+        v.add_password_file(None, p).map_err(|e| field(e, "--vault-password-file"))?;
+    }
+    if src.ask_vault_pass {
+        v.add_prompt(None).map_err(|e| field(e, "--ask-vault-pass"))?;
+    }
+    Ok(v)
+}
+
+/// Read the inventory sources, `-e` and the variable files, decrypting
+/// vault values with the passwords given. Returns the inventory and the
+/// vault passwords (secrets, like the values they decrypt).
+pub fn load_inventory(src: &Sources, playbook_dir: Option<PathBuf>) -> Result<(Inventory, Vec<String>), InputError> {
+    let secrets = vault_secrets(src)?;
+    let decrypt = |text: &str| crate::vault::decrypt(text, &secrets).map_err(|e| e.to_string());
+    let mut unvault = Unvault::new(&decrypt);
+    let extra = extra_vars(&src.extra_vars, &mut unvault)?;
+    let inv = Inventory::load(LoadOptions { sources: src.inventory.clone(), playbook_dir, extra_vars: extra, unvault })?;
+    Ok((inv, secrets.passwords()))
+}
+
+/// Ask for a secret on the terminal (or read a line from standard input).
+fn ask(prompt: &str) -> Result<String, InputError> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt).map_err(|e| InputError::new(format!("cannot read the terminal: {e}")))
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| InputError::new(format!("cannot read standard input: {e}")))?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
+}
+
 /// Load and check everything; contact no host.
 pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
-    let inv = Inventory::load(&opts.inventory)?;
     let playbook = match &opts.playbook {
         Some(p) => Some(Playbook::load(p)?),
         None if !matches!(opts.mode, Mode::Ping | Mode::Facts) => Some(Playbook::builtin()?),
         None => None,
     };
+    // Playbook-adjacent group_vars/ and host_vars/: a playbook of the user's.
+    let playbook_dir = opts.playbook.as_ref().and(playbook.as_ref()).map(|p| p.base_dir.clone());
+    let (inv, vault_passwords) = load_inventory(&opts.sources, playbook_dir)?;
+    let become_password = if opts.conn.ask_become_pass { Some(ask("BECOME password: ")?) } else { None };
     let base_dir = playbook.as_ref().map(|p| p.base_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
     // Templates: beside the playbook, then the project's top-level folder
     // (playbooks/x.yml -> templates/).
@@ -76,13 +120,16 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     let selected = select(&inv, opts, play_hosts.as_deref())?;
     let ssh_config = ssh_config::load(opts.ssh_config.as_deref())?;
     let redactor = Redactor::default();
+    for s in inv.secrets.iter().chain(&vault_passwords).chain(&become_password) {
+        redactor.add(s);
+    }
     let mut errors = Vec::new();
     let mut hosts = Vec::new();
     // Key files and the hosts that use them (for messages).
     let mut key_files: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     for name in &selected {
         let Some(host) = inv.hosts.get(name) else { continue };
-        let conn = match inv.connection(host) {
+        let mut conn = match inv.connection(host) {
             Ok(c) => c,
             Err(e) => {
                 errors.push(e);
@@ -90,6 +137,25 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
             }
         };
         let vars = inv.host_vars(host);
+        // The command line and ansible.cfg, where the inventory says nothing.
+        let d = &opts.conn;
+        conn.user = conn.user.or_else(|| d.user.clone());
+        if conn.key_file.is_none() {
+            if let Some(k) = &d.private_key {
+                if !k.is_file() {
+                    errors.push(InputError::new(format!("key file {} does not exist", k.display())).field("--private-key"));
+                    continue;
+                }
+                conn.key_file = Some(k.clone());
+            }
+        }
+        conn.r#become = conn.r#become.or(d.r#become);
+        if !vars.contains_key("ansible_become_user") {
+            if let Some(u) = &d.become_user {
+                conn.become_user = u.clone();
+            }
+        }
+        conn.become_password = conn.become_password.or_else(|| become_password.clone());
         if let Some(pw) = &conn.become_password {
             redactor.add(pw);
         }
@@ -108,7 +174,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         }
         let program = match (&playbook, &play_hosts) {
             (Some(pb), Some(ph)) => {
-                let env = CompileEnv { inv: &inv, play_hosts: ph, templates: &templates, diff: opts.diff };
+                let env = CompileEnv { inv: &inv, play_hosts: ph, templates: &templates, diff: opts.diff, tags: &opts.tags };
                 match pb.compile(name, conn.r#become, &env) {
                     Ok(p) => Some(p),
                     Err(InputErrors(mut e)) => {
@@ -185,6 +251,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         ssh: SshOptions {
             known_hosts: Arc::new(known_hosts),
             accept_new_host_keys: opts.accept_new_host_keys,
+            host_key_checking: opts.conn.host_key_checking,
             connect_timeout: opts.connect_timeout,
             ssh_config,
             keys: Arc::new(keys),

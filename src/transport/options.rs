@@ -14,6 +14,9 @@ pub struct SshOptions {
     /// Read once per run, shared by every connection.
     pub known_hosts: Arc<KnownHosts>,
     pub accept_new_host_keys: bool,
+    /// `host_key_checking = False` (ansible.cfg): any key is accepted,
+    /// none recorded.
+    pub host_key_checking: bool,
     pub connect_timeout: Duration,
     pub ssh_config: Option<Arc<ssh2_config::SshConfig>>,
     /// Decrypted key files, loaded once before any connection.
