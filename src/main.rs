@@ -28,6 +28,7 @@ mod run;
 mod secrets;
 mod template;
 mod transport;
+mod vault;
 mod yamlpos;
 
 use std::process::ExitCode;
