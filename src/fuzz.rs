@@ -142,3 +142,60 @@ proptest! {
         let _ = crate::plan::probe::parse("N", &reqs, &out);
     }
 }
+
+/// INI-ish lines made of what the INI parser knows.
+fn iniish() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        Just("[web]".to_string()),
+        Just("[web:vars]".to_string()),
+        Just("[web:children]".to_string()),
+        Just("[all:vars]".to_string()),
+        Just("[bad section]".to_string()),
+        Just("; comment".to_string()),
+        "[a-z]{1,4}(\\[[0-9a-c]{0,2}:[0-9a-c]{0,2}(:[0-9]{0,2})?\\])?(:[0-9]{1,6})?".prop_map(|s| s),
+        "[a-z]{1,3}=[\\PC]{0,12}".prop_map(|s| s),
+        "[a-z]{1,3} [a-z]{1,3}=['\"\\[{(]?[a-z0-9 ,:'\"]{0,10}[\\]})'\"]?".prop_map(|s| s),
+    ];
+    proptest::collection::vec(line, 0..16).prop_map(|l| l.join("\n"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, .. ProptestConfig::default() })]
+
+    #[test]
+    fn ini_inventory_never_panics(src in iniish()) {
+        let dir = std::env::temp_dir().join(format!("bootstrap-fuzz-ini-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("hosts.ini");
+        if std::fs::write(&file, &src).is_ok() {
+            let none = |_: &str| -> Result<String, String> { Err("no vault".into()) };
+            let opts = crate::inventory::LoadOptions {
+                sources: vec![file.display().to_string()],
+                playbook_dir: None,
+                extra_vars: crate::inventory::Located::default(),
+                unvault: crate::inventory::Unvault::new(&none),
+            };
+            if let Ok(inv) = Inventory::load(opts) {
+                let _ = crate::inventory::listing::to_text(&crate::inventory::listing::list(&inv));
+                let _ = crate::inventory::listing::graph(&inv, "all");
+            }
+        }
+    }
+
+    #[test]
+    fn python_literals_never_panic(src in "[\\PC]{0,40}") {
+        let _ = crate::inventory::pyliteral_for_fuzz(&src);
+    }
+
+    #[test]
+    fn yaml11_never_panics(src in "\\PC{0,200}") {
+        if let Ok(Some(n)) = crate::yaml11::load(&src) {
+            let _ = n.to_json::<()>(&mut |_, _| Ok(String::new()));
+        }
+    }
+
+    #[test]
+    fn yaml11_structured_never_panics(src in yamlish()) {
+        let _ = crate::yaml11::load(&src);
+    }
+}

@@ -80,7 +80,7 @@ impl Node {
             Value::Int(i) => Json::from(*i),
             Value::Float(f) => Number::from_f64(*f).map(Json::Number).unwrap_or_else(|| Json::String(f.to_string())),
             Value::Str(s) => Json::String(s.clone()),
-            Value::Vault(v) => Json::String(vault(v, self.pos)?),
+            Value::Vault(v) => Json::String(vault(v, self.at())?),
             Value::Seq(items) => Json::Array(items.iter().map(|i| i.to_json(vault)).collect::<Result<_, _>>()?),
             Value::Map(entries) => {
                 let mut m = Map::new();

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod ansible;
 mod cli;
 mod engine;
 mod faults;

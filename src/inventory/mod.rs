@@ -41,6 +41,12 @@ pub use data::Located;
 use data::{Data, Loc};
 
 pub use pattern::closest;
+
+/// The Python-literal reader, for the property tests.
+#[cfg(test)]
+pub fn pyliteral_for_fuzz(s: &str) -> Option<Json> {
+    pyliteral::literal(s)
+}
 pub use sources::extra_vars;
 pub use vars::resolve_vars;
 
