@@ -26,25 +26,54 @@ pub type Vars = Map<String, Json>;
 /// with tasks times hosts.
 #[derive(Clone, Default)]
 pub struct Scope<'a> {
+    /// Under every layer: variables shared by many hosts.
+    shared: Option<&'a Shared>,
     layers: Vec<&'a Vars>,
 }
 
+/// Variables that every host sees (the inventory's `groups`), converted
+/// for templates once: a render hands them over by reference instead of
+/// copying a thousand host names into every template's context.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// As JSON, for lookups in tests.
+    #[cfg(test)]
+    vars: Vars,
+    jinja: Vec<(String, Value)>,
+}
+
+impl Shared {
+    pub fn new(vars: Vars) -> Shared {
+        let jinja = vars.iter().map(|(k, v)| (k.clone(), Value::from(Serde(v)))).collect();
+        #[cfg(test)]
+        return Shared { vars, jinja };
+        #[cfg(not(test))]
+        Shared { jinja }
+    }
+}
+
 impl<'a> Scope<'a> {
+    #[cfg(test)]
     pub fn new(layers: Vec<&'a Vars>) -> Scope<'a> {
-        Scope { layers }
+        Scope { shared: None, layers }
+    }
+
+    /// A scope with `shared` at the bottom.
+    pub fn on(shared: &'a Shared) -> Scope<'a> {
+        Scope { shared: Some(shared), layers: Vec::new() }
     }
 
     /// This scope with `layer` on top.
     pub fn with(&self, layer: &'a Vars) -> Scope<'a> {
         let mut layers = self.layers.clone();
         layers.push(layer);
-        Scope { layers }
+        Scope { shared: self.shared, layers }
     }
 
     /// The value of `name`, from the topmost layer that has it.
     #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&'a Json> {
-        self.layers.iter().rev().find_map(|l| l.get(name))
+        self.layers.iter().rev().find_map(|l| l.get(name)).or_else(|| self.shared.and_then(|s| s.vars.get(name)))
     }
 }
 
@@ -54,6 +83,14 @@ impl Serialize for Scope<'_> {
         let mut map = serializer.serialize_map(None)?;
         for layer in self.layers.iter().rev() {
             for (k, v) in layer.iter() {
+                if seen.insert(k.as_str()) {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+        }
+        if let Some(s) = self.shared {
+            // Already template values: minijinja takes them by handle.
+            for (k, v) in &s.jinja {
                 if seen.insert(k.as_str()) {
                     map.serialize_entry(k, v)?;
                 }

@@ -1,6 +1,6 @@
 # Workload (a) for pyinfra: the four tasks of pyinfra's published comparison
 # (github.com/Fizzadar/pyinfra-performance/tests/pyinfra-deploy/deploy.py).
-# Same work as four-tasks.bootstrap.yml and four-tasks.ansible.yml.
+# Same work as four-tasks.yml (bootstrap and ansible-playbook).
 # Run from bench/workloads (paths are relative to it).
 from pyinfra import host
 from pyinfra.facts.files import File

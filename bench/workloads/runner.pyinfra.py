@@ -1,7 +1,7 @@
-# Workload (b) for pyinfra: same work as runner.bootstrap.yml (the built-in
-# runner playbook with docker.io from the distribution, the gitlab-runner
-# binary uploaded, no GitLab registration, a static config.toml) and
-# runner.ansible.yml. Handlers are the operations at the end, run only when
+# Workload (b) for pyinfra: same work as runner.yml, which bootstrap and
+# ansible-playbook run (the built-in runner playbook with docker.io from the
+# distribution, the gitlab-runner binary uploaded, no GitLab registration, a
+# static config.toml). Handlers are the operations at the end, run only when
 # what notifies them changed (`_if`). Templates render with Ansible's
 # trim_blocks, as the other two tools do. Run from bench/workloads.
 from pyinfra.operations import apt, files, server, systemd

@@ -35,7 +35,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 
 use crate::error::InputError;
-use crate::template::{parse_bool, Scope, Templates};
+use crate::template::{parse_bool, Scope, Shared, Templates};
 use crate::yamlpos::Pos;
 pub use data::Located;
 use data::{Data, Loc};
@@ -139,7 +139,7 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
     pub hosts: IndexMap<String, Host>,
     /// `{"groups": {group: [hosts]}}`, shared by every host's scope.
-    groups_layer: Arc<Vars>,
+    groups_layer: Arc<Shared>,
     /// Decrypted vault values (secrets).
     pub secrets: Vec<String>,
     /// (plain, ciphertext) of inline vault values, for listings.
@@ -279,7 +279,7 @@ impl Inventory {
             .collect();
         let mut layer = Vars::new();
         layer.insert("groups".into(), Json::Object(groups));
-        self.groups_layer = Arc::new(layer);
+        self.groups_layer = Arc::new(Shared::new(layer));
         let templates = Templates::new(vec![]);
         let mut resolved = Vec::with_capacity(self.hosts.len());
         for host in self.hosts.values() {
@@ -290,7 +290,7 @@ impl Inventory {
                 "group_names".into(),
                 Json::Array(host.groups.iter().filter(|g| *g != "all" && *g != "ungrouped").map(|g| Json::String(g.clone())).collect()),
             );
-            let base = Scope::new(vec![self.groups_layer.as_ref()]);
+            let base = Scope::on(&self.groups_layer);
             let vars = resolve_vars(vars, &base, &templates).map_err(|(k, msg)| self.field_error(host, &k, msg))?;
             resolved.push(Arc::new(vars));
         }
@@ -319,14 +319,14 @@ impl Inventory {
     }
 
     /// The layer with the `groups` variable, shared by every host.
-    pub fn groups_layer(&self) -> &Arc<Vars> {
+    pub fn groups_layer(&self) -> &Arc<Shared> {
         &self.groups_layer
     }
 
     /// Everything a template sees of `host` before plays add their own.
     #[cfg(test)]
     pub fn scope<'a>(&'a self, host: &'a Host) -> Scope<'a> {
-        Scope::new(vec![self.groups_layer.as_ref(), host.resolved.as_ref()])
+        Scope::on(&self.groups_layer).with(&host.resolved)
     }
 
     /// The hosts in `group` and its descendants, in inventory order.

@@ -75,6 +75,15 @@ impl PathState {
         let field = if a.get("dest").is_some() { "dest" } else { "path" };
         let path = a.str(field)?;
         check_path(field, &path)?;
+        // Times are kept as they are (a `touch` only creates a missing
+        // file), which is Ansible's `preserve`; setting them is not done.
+        for k in ["modification_time", "access_time"] {
+            if let Some(v) = a.opt_str(k)? {
+                if v != "preserve" {
+                    return Err(ArgError::field(k, format!("only `preserve` is supported, found `{v}`")));
+                }
+            }
+        }
         let state = if directory_module {
             match a.choice("state", &["present", "absent"], "present")?.as_str() {
                 "absent" => State::Absent,
@@ -152,8 +161,12 @@ pub struct FileModule {
 }
 pub static FILE: FileModule = FileModule { spec: &FILE_SPEC, directory: false };
 pub static DIRECTORY: FileModule = FileModule { spec: &DIRECTORY_SPEC, directory: true };
-static FILE_SPEC: Spec =
-    Spec { name: "file", args: &["path", "dest", "state", "src", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
+static FILE_SPEC: Spec = Spec {
+    name: "file",
+    args: &["path", "dest", "state", "src", ATTRS[0], ATTRS[1], ATTRS[2], "modification_time", "access_time"],
+    late: &[],
+    free_form: None,
+};
 static DIRECTORY_SPEC: Spec =
     Spec { name: "directory", args: &["path", "state", ATTRS[0], ATTRS[1], ATTRS[2]], late: &[], free_form: None };
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value as Json};
 use super::facts::FactRequest;
 use super::module::{Action, Args, Module, ParseCtx};
 use crate::gitlab::RunnerSettings;
-use crate::template::{Scope, Templates, Vars};
+use crate::template::{Scope, Shared, Templates, Vars};
 
 /// A host's program.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +33,7 @@ pub struct HostProgram {
     /// Facts the probe must read.
     pub probes: BTreeSet<FactRequest>,
     /// The inventory's `groups` layer, shared by every host.
-    pub groups: Arc<Vars>,
+    pub groups: Arc<Shared>,
 }
 
 /// A task for one host, arguments rendered except the late ones.
@@ -61,8 +61,8 @@ pub struct HostTask {
 
 impl HostTask {
     /// What templates of this task see: facts under the variables.
-    pub fn scope<'a>(&'a self, groups: &'a Vars, facts: &'a Vars) -> Scope<'a> {
-        let s = Scope::new(vec![facts, groups, &self.play_vars]);
+    pub fn scope<'a>(&'a self, groups: &'a Shared, facts: &'a Vars) -> Scope<'a> {
+        let s = Scope::on(groups).with(facts).with(&self.play_vars);
         match &self.task_vars {
             Some(t) => s.with(t),
             None => s,

@@ -19,7 +19,7 @@ use crate::inventory::{resolve_vars, Inventory, Vars};
 use crate::plan::facts::Facts;
 use crate::plan::module::{Args, LocalFiles, ParseCtx};
 use crate::plan::{HostProgram, HostTask};
-use crate::template::{Scope, Templates};
+use crate::template::{Scope, Shared, Templates};
 
 /// What compiling needs besides the playbook.
 pub struct CompileEnv<'a> {
@@ -94,7 +94,7 @@ impl Playbook {
 
     /// Play defaults under inventory vars, play vars over them, as Ansible
     /// ranks role defaults and play vars; resolved once.
-    fn play_vars(&self, play: &Play, inv_vars: &Vars, extra: &Vars, groups: &Vars, templates: &Templates) -> Result<Arc<Vars>, InputError> {
+    fn play_vars(&self, play: &Play, inv_vars: &Vars, extra: &Vars, groups: &Shared, templates: &Templates) -> Result<Arc<Vars>, InputError> {
         let mut vars = play.defaults.clone();
         for (k, v) in inv_vars {
             vars.insert(k.clone(), v.clone());
@@ -106,7 +106,7 @@ impl Playbook {
         for (k, v) in extra {
             vars.insert(k.clone(), v.clone());
         }
-        resolve_vars(vars, &Scope::new(vec![groups]), templates)
+        resolve_vars(vars, &Scope::on(groups), templates)
             .map(Arc::new)
             .map_err(|(k, msg)| self.err(&format!("{}.vars.{k}", play.path), msg).field(format!("vars.{k}")))
     }
@@ -117,7 +117,7 @@ impl Playbook {
         let task_vars = if t.vars.is_empty() {
             None
         } else {
-            let base = Scope::new(vec![env.groups, env.play_vars.as_ref()]);
+            let base = Scope::on(env.groups).with(env.play_vars.as_ref());
             let mut v = resolve_vars(t.vars.clone(), &base, env.templates)
                 .map_err(|(k, msg)| self.err(&format!("{}.vars.{k}", t.path), msg).field(format!("vars.{k}")))?;
             // `-e` is over task variables too.
@@ -220,7 +220,7 @@ impl Playbook {
 /// What compiling one task needs.
 struct TaskEnv<'a> {
     play_vars: &'a Arc<Vars>,
-    groups: &'a Vars,
+    groups: &'a Shared,
     extra: &'a Vars,
     placeholder: &'a Vars,
     templates: &'a Templates,
