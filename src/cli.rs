@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "bootstrap",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOOTSTRAP_GIT_COMMIT"), ")"),
     about = "Turn bare Debian/Ubuntu hosts into GitLab CI runner hosts over SSH, the way Ansible does it: fast, exact and safe.",
     after_help = "Exit status: 0 all hosts ok, 2 a host failed, 4 a host unreachable (none failed), 5 bad input (nothing contacted), 130 interrupted."
 )]
