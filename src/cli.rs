@@ -38,6 +38,36 @@ pub enum Command {
     /// Print what the probe reads on each host, as JSON.
     #[command(after_help = "Example:\n  bootstrap facts hosts.yml --limit runner-1 --playbook playbooks/site.yml")]
     Facts(FactsArgs),
+    /// Start from nothing: write a commented inventory, group_vars/all.yml and a .gitignore.
+    #[command(
+        after_help = "Examples:\n  bootstrap init runners        # runners/hosts.yml, runners/group_vars/all.yml, runners/.gitignore\n  bootstrap init --ini          # hosts.ini (Ansible's INI format) instead of hosts.yml\n\nExisting files are never overwritten (exit 5)."
+    )]
+    Init(InitArgs),
+    /// Print a shell completion script to stdout.
+    #[command(
+        after_help = "Examples:\n  bootstrap completions bash > ~/.local/share/bash-completion/completions/bootstrap\n  bootstrap completions zsh > ~/.zfunc/_bootstrap\n  bootstrap completions fish > ~/.config/fish/completions/bootstrap.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout.
+    #[command(after_help = "Example:\n  bootstrap man > ~/.local/share/man/man1/bootstrap.1 && man bootstrap")]
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The folder to write into (made if missing).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Write hosts.ini (Ansible's INI inventory format) instead of hosts.yml.
+    #[arg(long)]
+    pub ini: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -118,7 +148,7 @@ pub struct CommonArgs {
     /// Only failures and the recap.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// No progress bars.
+    /// No progress display (implied when stderr is not a terminal, with -q and with --output json).
     #[arg(long)]
     pub no_progress: bool,
     /// known_hosts file to check host keys against [default: ~/.ssh/known_hosts].

@@ -151,6 +151,9 @@ impl Options {
             Command::Unregister(u) => (Mode::Unregister, u.common, u.playbook, false, false, None),
             Command::Ping(c) => (Mode::Ping, c, None, false, false, None),
             Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, false, None),
+            Command::Init(_) | Command::Completions(_) | Command::Man => {
+                return Err(InputError::new("this command works on no host (it is handled before any run)"))
+            }
         };
         Options::build(mode, common, playbook, diff, replace, serial)
     }
