@@ -84,6 +84,7 @@ pub async fn main(cli: Cli) -> u8 {
 pub async fn drive(prepared: Prepared, reporter: &mut dyn Reporter) -> Summary {
     let mode = prepared.mode;
     reporter.event(&Event::Start {
+        schema: report::SCHEMA,
         command: mode.command().to_string(),
         hosts: prepared.hosts.iter().map(|h| h.name.clone()).collect(),
         check: mode.plans_only(),
