@@ -163,6 +163,10 @@ pub struct CommonArgs {
     /// ssh_config file to read [default: ~/.ssh/config if it exists].
     #[arg(long, short = 'F', value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
+    /// Ask for the SSH login password (read from the terminal without echo, or one line of
+    /// stdin when it is not a terminal); tried after keys. Or set ansible_password.
+    #[arg(long, short = 'k')]
+    pub ask_pass: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

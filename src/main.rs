@@ -27,6 +27,7 @@ mod manual;
 mod modules;
 mod plan;
 mod playbook;
+mod prompt;
 mod report;
 mod run;
 mod secrets;

@@ -242,7 +242,7 @@ mod tests {
     fn job(name: &str) -> HostJob {
         HostJob {
             name: name.into(),
-            target: Target { address: name.into(), port: 22, user: "root".into(), key_files: vec![], proxy_jump: vec![] },
+            target: Target { address: name.into(), port: 22, user: "root".into(), key_files: vec![], proxy_jump: vec![], password: None },
             r#become: Become::No,
             program: None,
             verify_base_image: None,

@@ -136,6 +136,8 @@ pub struct Options {
     pub shard: Option<Shard>,
     pub serial: Option<Serial>,
     pub report: ReportOptions,
+    /// `-k`: ask for the SSH login password before connecting.
+    pub ask_pass: bool,
 }
 
 impl Options {
@@ -182,6 +184,7 @@ impl Options {
             shard: c.shard.as_deref().map(Shard::parse).transpose()?,
             serial,
             report: ReportOptions { output: c.output, verbose: c.verbose, quiet: c.quiet, progress: !c.no_progress },
+            ask_pass: c.ask_pass,
         })
     }
 }

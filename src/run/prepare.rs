@@ -21,6 +21,7 @@ use crate::plan::HostProgram;
 use crate::playbook::{CompileEnv, Playbook};
 use crate::secrets::{is_secret_name, Redactor};
 use crate::template::Templates;
+use crate::transport::auth::Password;
 use crate::transport::known_hosts::KnownHosts;
 use crate::transport::ssh_config::{self, Wanted};
 use crate::transport::{auth, Become, SshOptions, Target};
@@ -90,7 +91,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
             }
         };
         let vars = inv.host_vars(host);
-        if let Some(pw) = &conn.become_password {
+        for pw in conn.become_password.iter().chain(conn.password.iter()) {
             redactor.add(pw);
         }
         // Variables that look like secrets are masked wherever they appear.
@@ -101,7 +102,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
                 }
             }
         }
-        let wanted = Wanted { port: conn.port, user: conn.user.as_deref(), key_file: conn.key_file.as_deref() };
+        let wanted =
+            Wanted { port: conn.port, user: conn.user.as_deref(), key_file: conn.key_file.as_deref(), password: conn.password.as_deref() };
         let target = ssh_config::resolve(&conn.address, wanted, ssh_config.as_deref());
         for k in &target.key_files {
             key_files.entry(k.clone()).or_default().push(name.clone());
@@ -165,6 +167,15 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
+    }
+    // `-k`: asked once, after the input is known good, for every host
+    // without a password of its own (its ansible_password wins, as in Ansible).
+    if opts.ask_pass && !hosts.is_empty() {
+        let pw = crate::prompt::secret("SSH password: ").map_err(|e| InputError::new(e).field("--ask-pass"))?;
+        redactor.add(&pw);
+        for h in hosts.iter_mut().filter(|h| h.target.password.is_none()) {
+            h.target.password = Some(Password::new(&pw));
+        }
     }
     let mut notices: Vec<String> = Vec::new();
     for n in hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.notices.iter())) {
