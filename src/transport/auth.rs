@@ -120,7 +120,7 @@ pub(super) async fn authenticate<H: client::Handler>(
         return match handle.authenticate_password(&user, pw.as_str()).await {
             Ok(AuthResult::Success) => Ok(()),
             Ok(AuthResult::Failure { remaining_methods, .. }) if !remaining_methods.contains(&MethodKind::Password) => {
-                let offered: Vec<&str> = remaining_methods.iter().map(|m| <&str>::from(m)).collect();
+                let offered: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
                 Err(SshError::Auth(format!(
                     "{}:{} refuses password authentication (it offers: {}); tried: {tried}\n  help: use a key (ansible_ssh_private_key_file), or allow `PasswordAuthentication yes` in the host's sshd_config",
                     target.address,
