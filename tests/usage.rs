@@ -289,7 +289,10 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
     let log = f.dir.join("log.txt");
     let _ = on_terminal(&f, &format!("ping hosts.yml > {}", log.display()), &[]);
     let text = std::fs::read_to_string(&log).expect("log");
-    assert!(text.contains("unreachable: [web1]") && text.contains("RECAP"), "the task and host lines are in the redirected stdout:\n{text}");
+    assert!(
+        text.contains("unreachable: [web1]") && text.contains("RECAP"),
+        "the task and host lines are in the redirected stdout:\n{text}"
+    );
     assert!(!text.contains('\x1b'), "no escape codes in a file:\n{text:?}");
     // A pipe: nothing painted.
     let piped = f.run(&["ping", "hosts.yml"]);
