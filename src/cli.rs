@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "bootstrap",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOOTSTRAP_GIT_COMMIT"), ")"),
     about = "Turn bare Debian/Ubuntu hosts into GitLab CI runner hosts over SSH, the way Ansible does it: fast, exact and safe.",
     after_help = "Exit status: 0 all hosts ok, 2 a host failed, 4 a host unreachable (none failed), 5 bad input (nothing contacted), 130 interrupted."
 )]
@@ -43,6 +43,36 @@ pub enum Command {
     /// Print what the probe reads on each host, as JSON.
     #[command(after_help = "Example:\n  bootstrap facts hosts.yml --limit runner-1 --playbook playbooks/site.yml")]
     Facts(FactsArgs),
+    /// Start from nothing: write a commented inventory, group_vars/all.yml and a .gitignore.
+    #[command(
+        after_help = "Examples:\n  bootstrap init runners        # runners/hosts.yml, runners/group_vars/all.yml, runners/.gitignore\n  bootstrap init --ini          # hosts.ini (Ansible's INI format) instead of hosts.yml\n\nExisting files are never overwritten (exit 5)."
+    )]
+    Init(InitArgs),
+    /// Print a shell completion script to stdout.
+    #[command(
+        after_help = "Examples:\n  bootstrap completions bash > ~/.local/share/bash-completion/completions/bootstrap\n  bootstrap completions zsh > ~/.zfunc/_bootstrap\n  bootstrap completions fish > ~/.config/fish/completions/bootstrap.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout.
+    #[command(after_help = "Example:\n  bootstrap man > ~/.local/share/man/man1/bootstrap.1 && man bootstrap")]
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The folder to write into (made if missing).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Write hosts.ini (Ansible's INI inventory format) instead of hosts.yml.
+    #[arg(long)]
+    pub ini: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -200,7 +230,7 @@ pub struct CommonArgs {
     /// Only failures and the recap.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// No progress bars.
+    /// No progress display (implied when stderr is not a terminal, with -q and with --output json).
     #[arg(long)]
     pub no_progress: bool,
     /// known_hosts file to check host keys against [default: ~/.ssh/known_hosts].
@@ -215,6 +245,10 @@ pub struct CommonArgs {
     /// ssh_config file to read [default: ~/.ssh/config if it exists].
     #[arg(long, short = 'F', value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
+    /// Ask for the SSH login password (read from the terminal without echo, or one line of
+    /// stdin when it is not a terminal); tried after keys. Or set ansible_password.
+    #[arg(long, short = 'k')]
+    pub ask_pass: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,9 @@
 //! - [`gitlab`]: the API, runner identity, registration and its recovery;
 //! - [`report`]: progress, recap and the JSON event stream;
 //!
-//! driven per host by [`run`], with [`secrets`] masked everywhere.
+//! driven per host by [`run`], with [`secrets`] masked everywhere. Beside
+//! the pipeline: [`init`] (starter files) and [`manual`] (completions and
+//! the man page).
 
 mod cli;
 mod config;
@@ -20,10 +22,13 @@ mod error;
 #[cfg(test)]
 mod fuzz;
 mod gitlab;
+mod init;
 mod inventory;
+mod manual;
 mod modules;
 mod plan;
 mod playbook;
+mod prompt;
 mod report;
 mod run;
 mod secrets;
@@ -41,6 +46,13 @@ use crate::error::exit;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Commands that touch no host need no runtime.
+    match &cli.command {
+        cli::Command::Init(a) => return ExitCode::from(init::run(&a.dir, a.ini)),
+        cli::Command::Completions(a) => return ExitCode::from(manual::completions(a.shell)),
+        cli::Command::Man => return ExitCode::from(manual::man()),
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -15,7 +15,7 @@ pub const MASK: &str = "********";
 /// Whether a variable's name says it holds a secret.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["password", "passwd", "token", "secret", "passphrase"].iter().any(|w| n.contains(w))
+    ["password", "passwd", "token", "secret", "passphrase"].iter().any(|w| n.contains(w)) || n.ends_with("_pass")
 }
 
 /// Replaces every secret value with [`MASK`]. Clones share one set, so a
@@ -98,6 +98,7 @@ mod tests {
     #[test]
     fn secret_names() {
         assert!(is_secret_name("ansible_become_password") && is_secret_name("GITLAB_TOKEN") && is_secret_name("ca_secret"));
+        assert!(is_secret_name("ansible_ssh_pass") && is_secret_name("ansible_become_pass") && is_secret_name("ansible_password"));
         assert!(!is_secret_name("runner_name") && !is_secret_name("docker_users"));
     }
 }

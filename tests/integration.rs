@@ -1,7 +1,7 @@
 //! The one integration test binary (as ripgrep does it): the real
-//! `bootstrap` binary against real test hosts (`hosts`) and against bad
-//! input (`cli`). Host tests need root: they boot systemd-nspawn hosts
-//! through `tests/hosts/testhost` (see tests/hosts/README.md).
+//! `bootstrap` binary against real test hosts (`hosts`), against bad
+//! input (`cli`), and what users meet around the engine (`usage`). Host
+//! tests need root: they boot systemd-nspawn hosts through `tests/hosts/testhost` (see tests/hosts/README.md).
 
 mod support;
 
@@ -13,3 +13,4 @@ mod hosts;
 mod lifecycle;
 mod runner;
 mod secrets;
+mod usage;

@@ -411,6 +411,7 @@ impl Inventory {
             r#become: b("ansible_become")?,
             become_user,
             become_password: s("ansible_become_password")?.or(s("ansible_become_pass")?),
+            password: s("ansible_password")?.or(s("ansible_ssh_pass")?).or(s("ansible_ssh_password")?),
         })
     }
 }
@@ -446,6 +447,8 @@ pub struct Connection {
     pub r#become: Option<bool>,
     pub become_user: String,
     pub become_password: Option<String>,
+    /// SSH login password (`ansible_password`, `ansible_ssh_pass`).
+    pub password: Option<String>,
 }
 
 /// A group name Ansible accepts and a shell cannot misread.

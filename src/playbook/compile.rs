@@ -94,7 +94,14 @@ impl Playbook {
 
     /// Play defaults under inventory vars, play vars over them, as Ansible
     /// ranks role defaults and play vars; resolved once.
-    fn play_vars(&self, play: &Play, inv_vars: &Vars, extra: &Vars, groups: &Shared, templates: &Templates) -> Result<Arc<Vars>, InputError> {
+    fn play_vars(
+        &self,
+        play: &Play,
+        inv_vars: &Vars,
+        extra: &Vars,
+        groups: &Shared,
+        templates: &Templates,
+    ) -> Result<Arc<Vars>, InputError> {
         let mut vars = play.defaults.clone();
         for (k, v) in inv_vars {
             vars.insert(k.clone(), v.clone());

@@ -1,4 +1,10 @@
 //! Output for people: progress lines, task lines, diffs and the recap.
+//!
+//! Progress is drawn on stderr, only when it is a terminal. Task lines and
+//! the recap go to stdout (above the progress display when both are the
+//! same terminal). Colour only where the stream written to is a terminal,
+//! and never when `NO_COLOR` is set to anything but the empty string
+//! (no-color.org).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -19,21 +25,34 @@ pub struct Human {
     quiet: bool,
     mp: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
+    /// Lines are printed through the progress display (stdout and stderr
+    /// are the same terminal), not straight to `out`.
+    lines_above_bars: bool,
     color: bool,
+}
+
+/// Whether to paint text written to a stream: only a terminal, and never
+/// with a non-empty `NO_COLOR`.
+pub fn use_color(stream_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stream_is_terminal && no_color.map(|v| v.is_empty()).unwrap_or(true)
 }
 
 impl Human {
     pub fn new(redactor: Redactor, verbose: u8, quiet: bool, progress: bool) -> Human {
-        let tty = std::io::stderr().is_terminal();
-        let mp = (progress && tty && !quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), color }
+        let (stdout_tty, stderr_tty) = (std::io::stdout().is_terminal(), std::io::stderr().is_terminal());
+        let mp = (progress && stderr_tty && !quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        // `bootstrap apply ... > log` on a terminal: progress on the
+        // terminal, lines (plain) in the log.
+        let lines_above_bars = mp.is_some() && stdout_tty;
+        let lines_tty = if lines_above_bars { stderr_tty } else { stdout_tty };
+        let color = use_color(lines_tty, std::env::var_os("NO_COLOR").as_deref());
+        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), lines_above_bars, color }
     }
 
     /// Lines to `out`, no progress and no colour (for tests).
     #[cfg(test)]
     pub fn to_writer(redactor: Redactor, verbose: u8, out: Box<dyn Write + Send>) -> Human {
-        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), color: false }
+        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), lines_above_bars: false, color: false }
     }
 
     /// Each line of `text`, masked as a whole first: a secret that spans
@@ -44,7 +63,7 @@ impl Human {
 
     fn line(&mut self, s: &str) {
         let s = self.redactor.mask(s);
-        match &self.mp {
+        match self.mp.as_ref().filter(|_| self.lines_above_bars) {
             Some(mp) => {
                 let _ = mp.println(&s);
             }
@@ -67,7 +86,7 @@ impl Human {
 impl Reporter for Human {
     fn event(&mut self, e: &Event) {
         match e {
-            Event::Start { command, hosts, check } => {
+            Event::Start { command, hosts, check, .. } => {
                 if !self.quiet {
                     let mode = if *check { " (check mode: nothing will be changed)" } else { "" };
                     self.line(&format!("{command}: {} host(s){mode}", hosts.len()));
@@ -76,10 +95,11 @@ impl Reporter for Human {
             Event::HostStart { host } => {
                 if let Some(mp) = &self.mp {
                     let pb = mp.add(ProgressBar::new_spinner());
-                    pb.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
+                    // The progress display is on stderr: bold only if that may be painted.
+                    let bold = use_color(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+                    let template =
+                        if bold { "{spinner} {prefix:.bold} {wide_msg} {elapsed}" } else { "{spinner} {prefix} {wide_msg} {elapsed}" };
+                    pb.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner()));
                     pb.set_prefix(host.clone());
                     pb.set_message("connecting");
                     pb.enable_steady_tick(Duration::from_millis(120));
@@ -226,6 +246,16 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_color(true, None));
+        assert!(use_color(true, Some(OsStr::new(""))), "an empty NO_COLOR is unset (no-color.org)");
+        assert!(!use_color(true, Some(OsStr::new("1"))));
+        assert!(!use_color(true, Some(OsStr::new("0"))), "any non-empty value");
+        assert!(!use_color(false, None));
     }
 
     #[test]

@@ -98,10 +98,17 @@ impl Counts {
     }
 }
 
+/// The version of the JSON event stream, in its `start` event: raised when
+/// a field is removed or changes meaning (new fields and events keep it).
+/// The README documents every event and field ("JSON events").
+pub const SCHEMA: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Start {
+        /// [`SCHEMA`].
+        schema: u32,
         command: String,
         hosts: Vec<String>,
         check: bool,
@@ -168,6 +175,89 @@ pub trait Reporter: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's "JSON events" table: event -> field -> (type, optional).
+    fn documented() -> BTreeMap<String, BTreeMap<String, (String, bool)>> {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("#### JSON events").expect("README has a JSON events section");
+        let mut out: BTreeMap<String, BTreeMap<String, (String, bool)>> = BTreeMap::new();
+        for line in readme[start..].lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if let [_, ev, field, ty, presence, ..] = cells.as_slice() {
+                if let (Some(ev), Some(field)) = (ev.strip_prefix('`'), field.strip_prefix('`')) {
+                    let e = out.entry(ev.trim_end_matches('`').to_string()).or_default();
+                    e.insert(field.trim_end_matches('`').to_string(), (ty.to_string(), *presence == "optional"));
+                }
+            }
+        }
+        out
+    }
+
+    fn type_of(v: &serde_json::Value) -> &'static str {
+        match v {
+            serde_json::Value::String(_) => "string",
+            serde_json::Value::Number(_) => "number",
+            serde_json::Value::Bool(_) => "boolean",
+            serde_json::Value::Array(_) => "array",
+            serde_json::Value::Object(_) => "object",
+            serde_json::Value::Null => "null",
+        }
+    }
+
+    /// Every variant, once with every optional field set and once without.
+    fn every_event(full: bool) -> Vec<Event> {
+        let some = |s: &str| full.then(|| s.to_string());
+        vec![
+            Event::Start { schema: SCHEMA, command: "apply".into(), hosts: vec!["h".into()], check: false },
+            Event::HostStart { host: "h".into() },
+            Event::Connected { host: "h".into(), ms: 1 },
+            Event::Facts { host: "h".into(), facts: serde_json::json!({"ansible_distribution": "Debian"}) },
+            Event::TaskStart { host: "h".into(), task: 0, name: "t".into() },
+            Event::TaskEnd {
+                host: "h".into(),
+                task: 0,
+                name: "t".into(),
+                handler: full,
+                status: TaskStatus::Changed,
+                duration_ms: 1,
+                changes: if full { vec!["c".into()] } else { vec![] },
+                msg: some("m"),
+                output: some("o"),
+                diff: some("d"),
+            },
+            Event::HostEnd { host: "h".into(), status: HostStatus::Ok, round_trips: 1, elapsed_ms: 1, msg: some("m") },
+            Event::Warning { host: "h".into(), msg: "w".into() },
+            Event::Recap { hosts: BTreeMap::new() },
+        ]
+    }
+
+    #[test]
+    fn every_event_and_field_is_documented_in_the_readme() {
+        let doc = documented();
+        let mut seen = std::collections::BTreeSet::new();
+        for full in [true, false] {
+            for e in every_event(full) {
+                let v = serde_json::to_value(&e).expect("serializes");
+                let obj = v.as_object().expect("an object");
+                let name = obj["event"].as_str().expect("event name");
+                seen.insert(name.to_string());
+                let fields = doc.get(name).unwrap_or_else(|| panic!("event `{name}` is not in the README's table"));
+                for (k, val) in obj {
+                    let (ty, _) = fields.get(k).unwrap_or_else(|| panic!("`{name}.{k}` is not in the README's table"));
+                    assert_eq!(type_of(val), ty, "`{name}.{k}`");
+                }
+                for (k, (_, optional)) in fields {
+                    if full || !optional {
+                        assert!(obj.contains_key(k), "README documents `{name}.{k}`, the event has no such field ({full})");
+                    } else {
+                        assert!(!obj.contains_key(k), "`{name}.{k}` is documented optional, yet present when unset");
+                    }
+                }
+            }
+        }
+        let documented: std::collections::BTreeSet<String> = doc.keys().cloned().collect();
+        assert_eq!(seen, documented, "events in the code and in the README");
+    }
 
     #[test]
     fn recap_json_shape() {

@@ -140,6 +140,7 @@ fn listing(p: &Prepared, tasks: bool) -> String {
 pub async fn drive(prepared: Prepared, reporter: &mut dyn Reporter) -> Summary {
     let mode = prepared.mode;
     reporter.event(&Event::Start {
+        schema: report::SCHEMA,
         command: mode.command().to_string(),
         hosts: prepared.hosts.iter().map(|h| h.name.clone()).collect(),
         check: mode.plans_only(),
@@ -297,7 +298,7 @@ mod tests {
     fn job(name: &str) -> HostJob {
         HostJob {
             name: name.into(),
-            target: Target { address: name.into(), port: 22, user: "root".into(), key_files: vec![], proxy_jump: vec![] },
+            target: Target { address: name.into(), port: 22, user: "root".into(), key_files: vec![], proxy_jump: vec![], password: None },
             r#become: Become::No,
             program: None,
             verify_base_image: None,

@@ -231,6 +231,8 @@ pub struct Options {
     pub shard: Option<Shard>,
     pub serial: Option<Serial>,
     pub report: ReportOptions,
+    /// `-k`: ask for the SSH login password before connecting.
+    pub ask_pass: bool,
 }
 
 impl Options {
@@ -249,6 +251,9 @@ impl Options {
             Command::Ping(c) => (Mode::Ping, c, None, false, false, None, none()),
             Command::Facts(f) => (Mode::Facts, f.common, f.playbook, false, false, None, none()),
             Command::Inventory(_) => return Err(InputError::new("`inventory` is not a host command (a bug: please report it)")),
+            Command::Init(_) | Command::Completions(_) | Command::Man => {
+                return Err(InputError::new("this command works on no host (it is handled before any run)"))
+            }
         };
         let mut o = Options::build(Build { mode, common: *common_box(common), playbook, diff, replace, serial }, cfg)?;
         o.tags = TagFilter { only: select.tags, skip: select.skip_tags };
@@ -294,6 +299,7 @@ impl Options {
             shard: c.shard.as_deref().map(Shard::parse).transpose()?,
             serial,
             report: ReportOptions { output: c.output, verbose: c.verbose, quiet: c.quiet, progress: !c.no_progress },
+            ask_pass: c.ask_pass,
         })
     }
 }

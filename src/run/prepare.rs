@@ -21,6 +21,7 @@ use crate::plan::HostProgram;
 use crate::playbook::{CompileEnv, Playbook};
 use crate::secrets::{is_secret_name, Redactor};
 use crate::template::Templates;
+use crate::transport::auth::Password;
 use crate::transport::known_hosts::KnownHosts;
 use crate::transport::ssh_config::{self, Wanted};
 use crate::transport::{auth, Become, SshOptions, Target};
@@ -86,18 +87,6 @@ pub fn load_inventory(src: &Sources, playbook_dir: Option<PathBuf>) -> Result<(I
     Ok((inv, secrets.passwords()))
 }
 
-/// Ask for a secret on the terminal (or read a line from standard input).
-fn ask(prompt: &str) -> Result<String, InputError> {
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(prompt).map_err(|e| InputError::new(format!("cannot read the terminal: {e}")))
-    } else {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map_err(|e| InputError::new(format!("cannot read standard input: {e}")))?;
-        Ok(line.trim_end_matches(['\n', '\r']).to_string())
-    }
-}
-
 /// Load and check everything; contact no host.
 pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     let playbook = match &opts.playbook {
@@ -108,7 +97,10 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     // Playbook-adjacent group_vars/ and host_vars/: a playbook of the user's.
     let playbook_dir = opts.playbook.as_ref().and(playbook.as_ref()).map(|p| p.base_dir.clone());
     let (inv, vault_passwords) = load_inventory(&opts.sources, playbook_dir)?;
-    let become_password = if opts.conn.ask_become_pass { Some(ask("BECOME password: ")?) } else { None };
+    let become_password = match opts.conn.ask_become_pass {
+        true => Some(crate::prompt::secret("BECOME password: ").map_err(|e| InputError::new(e).field("--ask-become-pass"))?),
+        false => None,
+    };
     let base_dir = playbook.as_ref().map(|p| p.base_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
     // Templates: beside the playbook, then the project's top-level folder
     // (playbooks/x.yml -> templates/).
@@ -156,7 +148,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
             }
         }
         conn.become_password = conn.become_password.or_else(|| become_password.clone());
-        if let Some(pw) = &conn.become_password {
+        for pw in conn.become_password.iter().chain(conn.password.iter()) {
             redactor.add(pw);
         }
         // Variables that look like secrets are masked wherever they appear.
@@ -167,7 +159,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
                 }
             }
         }
-        let wanted = Wanted { port: conn.port, user: conn.user.as_deref(), key_file: conn.key_file.as_deref() };
+        let wanted =
+            Wanted { port: conn.port, user: conn.user.as_deref(), key_file: conn.key_file.as_deref(), password: conn.password.as_deref() };
         let target = ssh_config::resolve(&conn.address, wanted, ssh_config.as_deref());
         for k in &target.key_files {
             key_files.entry(k.clone()).or_default().push(name.clone());
@@ -231,6 +224,15 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
+    }
+    // `-k`: asked once, after the input is known good, for every host
+    // without a password of its own (its ansible_password wins, as in Ansible).
+    if opts.ask_pass && !hosts.is_empty() {
+        let pw = crate::prompt::secret("SSH password: ").map_err(|e| InputError::new(e).field("--ask-pass"))?;
+        redactor.add(&pw);
+        for h in hosts.iter_mut().filter(|h| h.target.password.is_none()) {
+            h.target.password = Some(Password::new(&pw));
+        }
     }
     let mut notices: Vec<String> = Vec::new();
     for n in hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.notices.iter())) {

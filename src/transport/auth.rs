@@ -1,15 +1,20 @@
-//! Authentication: which keys are offered, in which order.
+//! Authentication: which keys are offered, in which order, then a password.
 //!
 //! The inventory's key file or the ssh config's `IdentityFile`s first, then
 //! the keys of ssh-agent, then the default key files of `~/.ssh`. Key files
 //! are decrypted before the first connection ([`load_key`]), so a wrong
-//! passphrase is bad input, not an unreachable host.
+//! passphrase is bad input, not an unreachable host. When no key got in and
+//! the host has a login [`Password`] (`ansible_password`, `-k`), SSH
+//! password authentication comes last; the password travels only inside
+//! the encrypted SSH authentication request, never on a command line.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client;
+use russh::client::AuthResult;
 use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+use russh::MethodKind;
 
 use super::error::{describe, SshError};
 use super::options::SshOptions;
@@ -17,6 +22,23 @@ use super::ssh_config::Target;
 
 /// Environment variable with the passphrase of encrypted key files.
 pub const PASSPHRASE_ENV: &str = "BOOTSTRAP_SSH_KEY_PASSPHRASE";
+
+/// A login password. Its `Debug` is masked, so a `Target` printed for
+/// debugging never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(pw: &str) -> Password {
+        Password(pw.to_string())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::secrets::MASK)
+    }
+}
 
 /// Load and decrypt a key file, for checking before any connection.
 pub fn load_key(path: &Path) -> Result<PrivateKey, String> {
@@ -92,10 +114,30 @@ pub(super) async fn authenticate<H: client::Handler>(
             }
         }
     }
+    let tried = if tried.is_empty() { "no key found".to_string() } else { tried.join(", ") };
+    // 4. The login password, last.
+    if let Some(Password(pw)) = &target.password {
+        return match handle.authenticate_password(&user, pw.as_str()).await {
+            Ok(AuthResult::Success) => Ok(()),
+            Ok(AuthResult::Failure { remaining_methods, .. }) if !remaining_methods.contains(&MethodKind::Password) => {
+                let offered: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
+                Err(SshError::Auth(format!(
+                    "{}:{} refuses password authentication (it offers: {}); tried: {tried}\n  help: use a key (ansible_ssh_private_key_file), or allow `PasswordAuthentication yes` in the host's sshd_config",
+                    target.address,
+                    target.port,
+                    if offered.is_empty() { "nothing more".to_string() } else { offered.join(", ") }
+                )))
+            }
+            Ok(AuthResult::Failure { .. }) => Err(SshError::Auth(format!(
+                "password authentication as {user}@{} failed: the password was refused (tried first: {tried})\n  help: check ansible_password (or what -k was given) for this host",
+                target.address
+            ))),
+            Err(e) => Err(SshError::Unreachable(format!("connection lost during password authentication: {}", describe(&e)))),
+        };
+    }
     Err(SshError::Auth(format!(
-        "authentication as {user}@{} failed (tried: {})\n  help: set ansible_ssh_private_key_file or load a key into ssh-agent",
+        "authentication as {user}@{} failed (tried: {tried})\n  help: set ansible_ssh_private_key_file or load a key into ssh-agent (or ansible_password / -k for password login)",
         target.address,
-        if tried.is_empty() { "no key found".to_string() } else { tried.join(", ") }
     )))
 }
 

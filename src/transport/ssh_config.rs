@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::auth::Password;
 use crate::error::InputError;
 
 /// Jump hosts one connection may pass through.
@@ -23,6 +24,8 @@ pub struct Target {
     pub key_files: Vec<PathBuf>,
     /// ProxyJump hops as written (`[user@]host[:port]`), first dialled first.
     pub proxy_jump: Vec<String>,
+    /// Login password (`ansible_password`, `-k`): tried after the keys.
+    pub password: Option<Password>,
 }
 
 /// What the inventory says about reaching a host.
@@ -31,6 +34,7 @@ pub struct Wanted<'a> {
     pub port: Option<u16>,
     pub user: Option<&'a str>,
     pub key_file: Option<&'a Path>,
+    pub password: Option<&'a str>,
 }
 
 /// Apply `config` to what the inventory says about `alias`. Inventory
@@ -63,6 +67,7 @@ pub fn resolve(alias: &str, wanted: Wanted, config: Option<&ssh2_config::SshConf
             .unwrap_or_else(|| "root".into()),
         key_files,
         proxy_jump,
+        password: wanted.password.map(Password::new),
     }
 }
 
@@ -77,7 +82,7 @@ pub fn parse_jump(spec: &str, config: Option<&ssh2_config::SshConfig>) -> Target
         Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
         _ => (rest, None),
     };
-    resolve(host, Wanted { port, user, key_file: None }, config)
+    resolve(host, Wanted { port, user, key_file: None, password: None }, config)
 }
 
 /// The hops to dial before `target`, in order. `-J a,b`: a is dialled
@@ -150,7 +155,7 @@ mod tests {
         assert_eq!((t.address.as_str(), t.port, t.user.as_str()), ("127.0.0.1", 2222, "vagrant"));
         assert_eq!(t.key_files, vec![PathBuf::from("/tmp/k")]);
         assert_eq!(t.proxy_jump, vec!["bastion".to_string()]);
-        let t = resolve("default", Wanted { port: Some(22), user: Some("root"), key_file: None }, Some(&cfg));
+        let t = resolve("default", Wanted { port: Some(22), user: Some("root"), key_file: None, password: None }, Some(&cfg));
         assert_eq!((t.port, t.user.as_str()), (22, "root"));
     }
 
