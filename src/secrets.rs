@@ -41,6 +41,14 @@ impl Redactor {
         let esc = esc.trim_matches('"');
         push(secret, 4);
         push(esc, 4);
+        // Without surrounding white space too: a value read from a file
+        // often ends in a newline that is not printed.
+        let trimmed = secret.trim();
+        if trimmed != secret {
+            push(trimmed, 4);
+            let esc = serde_json::to_string(trimmed).unwrap_or_default();
+            push(esc.trim_matches('"'), 4);
+        }
         if secret.trim_end().contains('\n') {
             for line in secret.lines().map(str::trim).filter(|l| l.len() >= 8) {
                 push(line, 8);

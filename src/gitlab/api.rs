@@ -243,6 +243,15 @@ impl Client {
     }
 }
 
+/// `explain` for the property tests.
+#[cfg(test)]
+pub fn explain_for_tests(status: u16, body: &Json) -> String {
+    match Client::new("https://g.example") {
+        Ok(c) => c.explain(status, body, "creating the runner", "GITLAB_TOKEN").0,
+        Err(e) => e.0,
+    }
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: &dyn std::error::Error = e;
     while let Some(next) = cur.source() {
