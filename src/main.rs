@@ -45,7 +45,16 @@ use clap::Parser;
 use crate::error::exit;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // A mistake on the command line is bad input (exit 5), like any other;
+    // `--help` and `--version` are not mistakes.
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     // Commands that touch no host need no runtime.
     match &cli.command {
         cli::Command::Init(a) => return ExitCode::from(init::run(&a.dir, a.ini)),

@@ -233,3 +233,24 @@ fn shards_partition_the_hosts() {
     let r = f.run(&["ping", "hosts.yml", "--shard", "4/3"]);
     assert_eq!(r.code, 5);
 }
+
+#[test]
+fn command_line_mistakes_are_bad_input() {
+    // Exit 5 like every other bad input (exit 2 means a host failed).
+    let f = Fixture::new();
+    let s = Sentinel::new();
+    inventory(&f, &s, "");
+    for args in [
+        &["ping", "hosts.yml", "--forks", "0"][..],
+        &["ping", "hosts.yml", "--forks", "-3"],
+        &["ping", "hosts.yml", "--no-such-flag"],
+        &["apply"],
+    ] {
+        let r = f.run(args);
+        assert_eq!(r.code, 5, "{args:?}:\n{}", r.all());
+        assert!(!r.stderr.is_empty(), "{args:?} says what is wrong");
+    }
+    assert!(!s.contacted());
+    assert_eq!(f.run(&["--help"]).code, 0);
+    assert_eq!(f.run(&["--version"]).code, 0);
+}
