@@ -8,10 +8,7 @@
 //! evaluates to the expression's own type, as in Ansible, so a list variable
 //! stays a list.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-
-use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use minijinja::value::{Serde, Value};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
@@ -22,81 +19,93 @@ pub type Vars = Map<String, Json>;
 
 /// Variables in layers, later layers winning, seen by templates as one
 /// mapping. Layers are shared, not copied: every task of a host sees the
-/// inventory's `groups` through the same layer, so memory does not grow
-/// with tasks times hosts.
+/// inventory's `groups` and its play's variables through layers converted
+/// for templates once ([`Shared`]); only the small layers on top (task
+/// variables, facts) are converted per render, and a template looks up just
+/// the names it uses.
 #[derive(Clone, Default)]
 pub struct Scope<'a> {
-    /// Under every layer: variables shared by many hosts.
-    shared: Option<&'a Shared>,
-    layers: Vec<&'a Vars>,
+    layers: Vec<Layer<'a>>,
 }
 
-/// Variables that every host sees (the inventory's `groups`), converted
-/// for templates once: a render hands them over by reference instead of
-/// copying a thousand host names into every template's context.
-#[derive(Debug, Default)]
+#[derive(Clone, Copy)]
+enum Layer<'a> {
+    Json(&'a Vars),
+    Jinja(&'a Shared),
+}
+
+/// Variables converted for templates once, to be shared by many renders
+/// (the inventory's `groups`, a play's variables for a host).
+#[derive(Debug, Clone, Default)]
 pub struct Shared {
     /// As JSON, for lookups in tests.
     #[cfg(test)]
     vars: Vars,
-    jinja: Vec<(String, Value)>,
+    value: Value,
 }
 
 impl Shared {
-    pub fn new(vars: Vars) -> Shared {
-        let jinja = vars.iter().map(|(k, v)| (k.clone(), Value::from(Serde(v)))).collect();
+    pub fn new(vars: &Vars) -> Shared {
+        let value = Value::from(Serde(vars));
         #[cfg(test)]
-        return Shared { vars, jinja };
+        return Shared { vars: vars.clone(), value };
         #[cfg(not(test))]
-        Shared { jinja }
+        Shared { value }
     }
 }
 
 impl<'a> Scope<'a> {
     #[cfg(test)]
     pub fn new(layers: Vec<&'a Vars>) -> Scope<'a> {
-        Scope { shared: None, layers }
+        Scope { layers: layers.into_iter().map(Layer::Json).collect() }
     }
 
     /// A scope with `shared` at the bottom.
     pub fn on(shared: &'a Shared) -> Scope<'a> {
-        Scope { shared: Some(shared), layers: Vec::new() }
+        Scope { layers: vec![Layer::Jinja(shared)] }
     }
 
     /// This scope with `layer` on top.
     pub fn with(&self, layer: &'a Vars) -> Scope<'a> {
         let mut layers = self.layers.clone();
-        layers.push(layer);
-        Scope { shared: self.shared, layers }
+        layers.push(Layer::Json(layer));
+        Scope { layers }
+    }
+
+    /// This scope with an already converted `layer` on top.
+    pub fn with_shared(&self, layer: &'a Shared) -> Scope<'a> {
+        let mut layers = self.layers.clone();
+        layers.push(Layer::Jinja(layer));
+        Scope { layers }
     }
 
     /// The value of `name`, from the topmost layer that has it.
     #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&'a Json> {
-        self.layers.iter().rev().find_map(|l| l.get(name)).or_else(|| self.shared.and_then(|s| s.vars.get(name)))
+        self.layers.iter().rev().find_map(|l| match l {
+            Layer::Json(v) => v.get(name),
+            Layer::Jinja(s) => s.vars.get(name),
+        })
     }
 }
 
-impl Serialize for Scope<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut map = serializer.serialize_map(None)?;
-        for layer in self.layers.iter().rev() {
-            for (k, v) in layer.iter() {
-                if seen.insert(k.as_str()) {
-                    map.serialize_entry(k, v)?;
-                }
-            }
-        }
-        if let Some(s) = self.shared {
-            // Already template values: minijinja takes them by handle.
-            for (k, v) in &s.jinja {
-                if seen.insert(k.as_str()) {
-                    map.serialize_entry(k, v)?;
-                }
-            }
-        }
-        map.end()
+/// What a template can be rendered against.
+pub trait Context {
+    fn context(&self) -> Value;
+}
+
+impl Context for Scope<'_> {
+    fn context(&self) -> Value {
+        minijinja::value::merge_maps(self.layers.iter().map(|l| match l {
+            Layer::Json(v) => Value::from(Serde(*v)),
+            Layer::Jinja(s) => s.value.clone(),
+        }))
+    }
+}
+
+impl Context for Json {
+    fn context(&self) -> Value {
+        Value::from(Serde(self))
     }
 }
 
@@ -150,15 +159,15 @@ impl Templates {
     }
 
     /// Render a template given inline.
-    pub fn render_str<C: Serialize + ?Sized>(&self, src: &str, ctx: &C) -> Result<String, String> {
+    pub fn render_str<C: Context + ?Sized>(&self, src: &str, ctx: &C) -> Result<String, String> {
         if !Templates::is_template(src) {
             return Ok(src.to_string());
         }
-        self.env.render_str(src, Serde(ctx)).map_err(describe_inline)
+        self.env.render_str(src, ctx.context()).map_err(describe_inline)
     }
 
     /// Render the template file `name`.
-    pub fn render_file<C: Serialize + ?Sized>(&self, name: &str, ctx: &C) -> Result<String, String> {
+    pub fn render_file<C: Context + ?Sized>(&self, name: &str, ctx: &C) -> Result<String, String> {
         let tmpl = self.env.get_template(name).map_err(|e| {
             if e.kind() == ErrorKind::TemplateNotFound {
                 format!("template `{name}` not found in the templates folder")
@@ -166,7 +175,7 @@ impl Templates {
                 describe(e)
             }
         })?;
-        tmpl.render(Serde(ctx)).map_err(describe)
+        tmpl.render(ctx.context()).map_err(describe)
     }
 
     /// Check that a `when` expression parses.
@@ -176,9 +185,9 @@ impl Templates {
 
     /// Evaluate a `when` expression to a boolean (Ansible's truthiness,
     /// plus `yes`/`no` strings).
-    pub fn eval_bool<C: Serialize + ?Sized>(&self, expr: &str, ctx: &C) -> Result<bool, String> {
+    pub fn eval_bool<C: Context + ?Sized>(&self, expr: &str, ctx: &C) -> Result<bool, String> {
         let e = self.env.compile_expression(expr).map_err(describe_inline)?;
-        let v = e.eval(Serde(ctx)).map_err(describe_inline)?;
+        let v = e.eval(ctx.context()).map_err(describe_inline)?;
         if let Some(s) = v.as_str() {
             if let Some(b) = parse_bool(s) {
                 return Ok(b);
@@ -189,7 +198,7 @@ impl Templates {
 
     /// Render every string inside a JSON value. A string that is one whole
     /// `{{ expr }}` keeps the expression's type.
-    pub fn render_value<C: Serialize + ?Sized>(&self, v: &Json, ctx: &C) -> Result<Json, String> {
+    pub fn render_value<C: Context + ?Sized>(&self, v: &Json, ctx: &C) -> Result<Json, String> {
         Ok(match v {
             Json::String(s) => {
                 if !Templates::is_template(s) {
@@ -197,7 +206,7 @@ impl Templates {
                 }
                 if let Some(expr) = single_expression(s) {
                     let e = self.env.compile_expression(expr).map_err(describe_inline)?;
-                    let out = e.eval(Serde(ctx)).map_err(describe_inline)?;
+                    let out = e.eval(ctx.context()).map_err(describe_inline)?;
                     if out.is_undefined() {
                         return Err(format!("`{}` is undefined", expr.trim()));
                     }
@@ -317,7 +326,7 @@ mod tests {
         let t = Templates::new(vec![]);
         assert_eq!(t.render_str("{{ a }}{{ b }}", &s).unwrap(), "12");
         assert_eq!(s.get("b"), Some(&Json::from(2)));
-        assert_eq!(serde_json::to_value(&s).unwrap(), serde_json::json!({"a": 1, "b": 2}));
+        assert_eq!(serde_json::to_value(s.context()).unwrap(), serde_json::json!({"a": 1, "b": 2}));
     }
     use serde_json::json;
 

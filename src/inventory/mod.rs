@@ -279,7 +279,7 @@ impl Inventory {
             .collect();
         let mut layer = Vars::new();
         layer.insert("groups".into(), Json::Object(groups));
-        self.groups_layer = Arc::new(Shared::new(layer));
+        self.groups_layer = Arc::new(Shared::new(&layer));
         let templates = Templates::new(vec![]);
         let mut resolved = Vec::with_capacity(self.hosts.len());
         for host in self.hosts.values() {

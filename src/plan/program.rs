@@ -47,8 +47,9 @@ pub struct HostTask {
     /// Arguments with early fields rendered; late fields still templates.
     pub args: Map<String, Json>,
     /// The play's variables for this host (inventory, defaults, play),
-    /// resolved once and shared by the play's tasks.
-    pub play_vars: Arc<Vars>,
+    /// resolved and converted for templates once, shared by the play's
+    /// tasks.
+    pub play_shared: Arc<Shared>,
     /// The task's own `vars:`, resolved, if it has any.
     pub task_vars: Option<Arc<Vars>>,
     /// Where the task is written, for messages (`site.yml:12:7`).
@@ -62,7 +63,7 @@ pub struct HostTask {
 impl HostTask {
     /// What templates of this task see: facts under the variables.
     pub fn scope<'a>(&'a self, groups: &'a Shared, facts: &'a Vars) -> Scope<'a> {
-        let s = Scope::on(groups).with(facts).with(&self.play_vars);
+        let s = Scope::on(groups).with(facts).with_shared(&self.play_shared);
         match &self.task_vars {
             Some(t) => s.with(t),
             None => s,

@@ -66,11 +66,13 @@ impl Playbook {
                     continue;
                 }
             };
+            let play_shared = Arc::new(Shared::new(&play_vars));
             for (list, is_handler) in [(&play.tasks, false), (&play.handlers, true)] {
                 // Handlers run when notified, whatever the tags.
                 for t in list.iter().filter(|t| is_handler || env.tags.runs(&t.tags)) {
                     let task_env = TaskEnv {
                         play_vars: &play_vars,
+                        play_shared: &play_shared,
                         groups: &groups,
                         extra: env.inv.extra_vars(),
                         placeholder: &placeholder,
@@ -142,7 +144,7 @@ impl Playbook {
             notify: t.notify.clone(),
             listen: t.listen.clone(),
             args: Map::new(),
-            play_vars: env.play_vars.clone(),
+            play_shared: env.play_shared.clone(),
             task_vars,
             location: self.location(&t.path),
             tags: t.tags.clone(),
@@ -227,6 +229,7 @@ impl Playbook {
 /// What compiling one task needs.
 struct TaskEnv<'a> {
     play_vars: &'a Arc<Vars>,
+    play_shared: &'a Arc<Shared>,
     groups: &'a Shared,
     extra: &'a Vars,
     placeholder: &'a Vars,
@@ -313,7 +316,7 @@ mod tests {
         let p = program(
             "- hosts: all\n  vars: {a: 1}\n  tasks:\n    - command: echo {{ a }}\n    - command: echo {{ b }}\n      vars: {b: 2}\n",
         );
-        assert!(Arc::ptr_eq(&p.tasks[0].play_vars, &p.tasks[1].play_vars), "one copy per play and host");
+        assert!(Arc::ptr_eq(&p.tasks[0].play_shared, &p.tasks[1].play_shared), "one copy per play and host");
         assert!(p.tasks[0].task_vars.is_none() && p.tasks[1].task_vars.is_some());
     }
 
