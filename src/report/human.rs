@@ -29,6 +29,10 @@ pub struct Human {
     /// are the same terminal), not straight to `out`.
     lines_above_bars: bool,
     color: bool,
+    /// `verify` shows every check with its result, also without `-v`.
+    every_task: bool,
+    /// When each host's last `-v` wait line was printed (ms into the task).
+    progress_said: HashMap<String, u64>,
 }
 
 /// Whether to paint text written to a stream: only a terminal, and never
@@ -46,13 +50,13 @@ impl Human {
         let lines_above_bars = mp.is_some() && stdout_tty;
         let lines_tty = if lines_above_bars { stderr_tty } else { stdout_tty };
         let color = use_color(lines_tty, std::env::var_os("NO_COLOR").as_deref());
-        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), lines_above_bars, color }
+        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), lines_above_bars, color, every_task: false, progress_said: HashMap::new() }
     }
 
     /// Lines to `out`, no progress and no colour (for tests).
     #[cfg(test)]
     pub fn to_writer(redactor: Redactor, verbose: u8, out: Box<dyn Write + Send>) -> Human {
-        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), lines_above_bars: false, color: false }
+        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), lines_above_bars: false, color: false, every_task: false, progress_said: HashMap::new() }
     }
 
     /// Each line of `text`, masked as a whole first: a secret that spans
@@ -87,6 +91,7 @@ impl Reporter for Human {
     fn event(&mut self, e: &Event) {
         match e {
             Event::Start { command, hosts, check, .. } => {
+                self.every_task = command == "verify";
                 if !self.quiet {
                     let mode = if *check { " (check mode: nothing will be changed)" } else { "" };
                     self.line(&format!("{command}: {} host(s){mode}", hosts.len()));
@@ -127,7 +132,7 @@ impl Reporter for Human {
                 let name = if *handler { format!("{name} (handler)") } else { name.clone() };
                 let show = match status {
                     TaskStatus::Changed | TaskStatus::Failed => true,
-                    TaskStatus::Ok => self.verbose >= 1,
+                    TaskStatus::Ok => self.verbose >= 1 || self.every_task,
                     TaskStatus::Skipped => self.verbose >= 2,
                 };
                 if show && !(self.quiet && *status != TaskStatus::Failed) {

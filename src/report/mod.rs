@@ -64,6 +64,9 @@ pub struct Counts {
     pub unreachable: u32,
     #[serde(skip)]
     pub skipped: u32,
+    /// Warnings that `verify --strict` turns into exit 3.
+    #[serde(skip)]
+    pub warned: u32,
 }
 
 impl Counts {
@@ -262,7 +265,7 @@ mod tests {
     #[test]
     fn recap_json_shape() {
         let mut hosts = BTreeMap::new();
-        hosts.insert("h1".to_string(), Counts { ok: 3, changed: 1, failed: 0, unreachable: 0, skipped: 2 });
+        hosts.insert("h1".to_string(), Counts { ok: 3, changed: 1, failed: 0, unreachable: 0, skipped: 2, warned: 1 });
         let s = serde_json::to_string(&Event::Recap { hosts }).unwrap();
         assert_eq!(s, r#"{"event":"recap","hosts":{"h1":{"ok":3,"changed":1,"failed":0,"unreachable":0}}}"#);
     }

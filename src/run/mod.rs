@@ -16,6 +16,7 @@ pub mod host;
 pub mod options;
 pub mod prepare;
 pub mod unregister;
+pub mod posture;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,8 @@ pub struct Summary {
     pub counts: BTreeMap<String, Counts>,
     pub interrupted: bool,
     pub mode: Mode,
+    /// `verify --strict`: warnings count (exit 3).
+    pub strict: bool,
 }
 
 impl Summary {
@@ -49,6 +52,8 @@ impl Summary {
         } else if self.counts.values().any(|c| c.unreachable > 0) {
             exit::UNREACHABLE
         } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0) {
+            exit::DRIFT
+        } else if self.strict && self.counts.values().any(|c| c.warned > 0) {
             exit::DRIFT
         } else {
             exit::OK
@@ -92,7 +97,9 @@ pub async fn main(cli: Cli) -> u8 {
         Output::Json => Box::new(report::Json { redactor: prepared.redactor.clone() }),
         Output::Human => Box::new(report::Human::new(prepared.redactor.clone(), r.verbose, r.quiet, r.progress)),
     };
-    drive(prepared, reporter.as_mut()).await.exit_code()
+    let mut summary = drive(prepared, reporter.as_mut()).await;
+    summary.strict = opts.strict;
+    summary.exit_code()
 }
 
 /// `bootstrap inventory`: print the inventory as ansible-inventory does.
@@ -216,7 +223,7 @@ pub async fn drive(prepared: Prepared, reporter: &mut dyn Reporter) -> Summary {
         }
     }
     reporter.finish();
-    Summary { counts, interrupted, mode }
+    Summary { counts, interrupted, mode, strict: false }
 }
 
 /// Run one batch of hosts, at most `sem`'s permits at a time, passing
@@ -318,7 +325,7 @@ mod tests {
         assert_eq!(counts.len(), 3, "{counts:?}");
         assert_eq!(counts["bad"].failed, 1);
         assert_eq!(counts["good"].ok, 1);
-        let summary = Summary { counts, interrupted: false, mode: Mode::Apply };
+        let summary = Summary { counts, interrupted: false, mode: Mode::Apply, strict: false };
         assert_eq!(summary.exit_code(), exit::FAILED);
         let ends: Vec<&Event> = rep.0.iter().filter(|e| matches!(e, Event::HostEnd { host, .. } if host == "bad")).collect();
         assert!(

@@ -11,7 +11,7 @@ use super::ctx::{config_text, HostCtx, TaskLines};
 use crate::gitlab::runner::{read_existing, RunnerSettings};
 use crate::gitlab::unregister::token_valid;
 use crate::plan::facts::Facts;
-use crate::report::{Counts, TaskStatus};
+use crate::report::{Counts, Event, TaskStatus};
 use crate::transport::shell::quote;
 use crate::transport::SshError;
 
@@ -158,5 +158,37 @@ pub async fn verify(ctx: &HostCtx<'_>, facts: &Facts, reg: Option<&RunnerSetting
             elapsed,
         );
     }
+    if let Some(s) = reg {
+        posture(&mut rep, facts, s);
+    }
     Ok((rep.counts, rep.failed))
+}
+
+/// GitLab's advice for jobs that use the host's Docker socket, per runner
+/// of config.toml: one task line each, and a warning for every point that
+/// does not hold (counted: `verify --strict` exits 3).
+fn posture(rep: &mut TaskLines<'_>, facts: &Facts, s: &RunnerSettings) {
+    let Some(text) = config_text(facts, &s.config) else {
+        rep.task("security posture", TaskStatus::Failed, Some(format!("{} could not be read", s.config)), 0);
+        return;
+    };
+    match super::posture::assess(&text, &s.config, facts.path(&s.config), Some(&s.spec)) {
+        Err(e) => rep.task("security posture", TaskStatus::Failed, Some(e), 0),
+        Ok(runners) => {
+            for p in runners {
+                let lines: Vec<String> =
+                    p.points.iter().map(|x| format!("{} {}", if x.ok { "ok:  " } else { "WARN:" }, x.text)).collect();
+                rep.task(
+                    &format!("security posture of runner `{}` (Docker socket advice)", p.runner),
+                    TaskStatus::Ok,
+                    Some(lines.join("\n")),
+                    0,
+                );
+                for w in p.warnings() {
+                    rep.counts.warned += 1;
+                    let _ = rep.tx.send(Event::Warning { host: rep.host.to_string(), msg: format!("runner `{}`: {}", p.runner, w.text) });
+                }
+            }
+        }
+    }
 }
