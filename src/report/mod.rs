@@ -133,6 +133,14 @@ pub enum Event {
         task: usize,
         name: String,
     },
+    /// A task in progress says what it is doing (waiting for a lock),
+    /// live, before it ends.
+    TaskProgress {
+        host: String,
+        task: usize,
+        msg: String,
+        elapsed_ms: u64,
+    },
     TaskEnd {
         host: String,
         task: usize,
@@ -216,6 +224,7 @@ mod tests {
             Event::Connected { host: "h".into(), ms: 1 },
             Event::Facts { host: "h".into(), facts: serde_json::json!({"ansible_distribution": "Debian"}) },
             Event::TaskStart { host: "h".into(), task: 0, name: "t".into() },
+            Event::TaskProgress { host: "h".into(), task: 0, msg: "waiting".into(), elapsed_ms: 1 },
             Event::TaskEnd {
                 host: "h".into(),
                 task: 0,
