@@ -27,7 +27,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  bootstrap check hosts.yml --diff    # exit 0: converged, 3: drifted")]
     Check(CheckArgs),
     /// Prove runner hosts work: Docker answers, the runner runs with a valid token, builds hit the cache.
-    #[command(after_help = "Examples:\n  bootstrap verify hosts.yml --limit runner-3\n  bootstrap verify hosts.yml --strict    # exit 3 on a security posture warning")]
+    #[command(
+        after_help = "Examples:\n  bootstrap verify hosts.yml --limit runner-3\n  bootstrap verify hosts.yml --strict    # exit 3 on a security posture warning"
+    )]
     Verify(VerifyArgs),
     /// Delete hosts' runners in GitLab, stop their service, remove their token (safe to run twice).
     #[command(after_help = "Example:\n  GITLAB_TOKEN=... bootstrap unregister hosts.yml --limit runner-3")]

@@ -177,6 +177,9 @@ fn a_lock_wait_is_seen_live_at_v_and_in_json() {
     assert_eq!(v["host"], "locked");
     assert_eq!(v["task"], 0);
     let msg = v["msg"].as_str().unwrap_or_default();
-    assert!(msg.starts_with(&format!("waiting for the apt lists lock held by python3 (pid {pid}): ")) && msg.ends_with(" s of 120"), "{msg}");
+    assert!(
+        msg.starts_with(&format!("waiting for the apt lists lock held by python3 (pid {pid}): ")) && msg.ends_with(" s of 120"),
+        "{msg}"
+    );
     assert!(v["elapsed_ms"].as_u64().is_some(), "{progress}");
 }

@@ -52,13 +52,37 @@ impl Human {
         let lines_above_bars = mp.is_some() && stdout_tty;
         let lines_tty = if lines_above_bars { stderr_tty } else { stdout_tty };
         let color = use_color(lines_tty, std::env::var_os("NO_COLOR").as_deref());
-        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), lines_above_bars, color, every_task: false, progress_said: HashMap::new(), task_names: HashMap::new() }
+        Human {
+            redactor,
+            out: Box::new(std::io::stdout()),
+            verbose,
+            quiet,
+            mp,
+            bars: HashMap::new(),
+            lines_above_bars,
+            color,
+            every_task: false,
+            progress_said: HashMap::new(),
+            task_names: HashMap::new(),
+        }
     }
 
     /// Lines to `out`, no progress and no colour (for tests).
     #[cfg(test)]
     pub fn to_writer(redactor: Redactor, verbose: u8, out: Box<dyn Write + Send>) -> Human {
-        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), lines_above_bars: false, color: false, every_task: false, progress_said: HashMap::new(), task_names: HashMap::new() }
+        Human {
+            redactor,
+            out,
+            verbose,
+            quiet: false,
+            mp: None,
+            bars: HashMap::new(),
+            lines_above_bars: false,
+            color: false,
+            every_task: false,
+            progress_said: HashMap::new(),
+            task_names: HashMap::new(),
+        }
     }
 
     /// Each line of `text`, masked as a whole first: a secret that spans

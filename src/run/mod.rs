@@ -14,9 +14,9 @@ pub mod download;
 pub mod execute;
 pub mod host;
 pub mod options;
+pub mod posture;
 pub mod prepare;
 pub mod unregister;
-pub mod posture;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,9 +51,10 @@ impl Summary {
             exit::FAILED
         } else if self.counts.values().any(|c| c.unreachable > 0) {
             exit::UNREACHABLE
-        } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0) {
-            exit::DRIFT
-        } else if self.strict && self.counts.values().any(|c| c.warned > 0) {
+        } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0)
+            || self.strict && self.counts.values().any(|c| c.warned > 0)
+        {
+            // Drift, or (`verify --strict`) a posture warning.
             exit::DRIFT
         } else {
             exit::OK

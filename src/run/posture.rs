@@ -85,8 +85,7 @@ pub fn assess(text: &str, path: &str, attrs: Option<&PathState>, spec: Option<&R
             ),
             None => Point { text: "locked unknown".into(), ok: false },
         });
-        let access =
-            r.get("access_level").and_then(|v| v.as_str()).map(str::to_string).or_else(|| spec.map(|s| s.access_level.clone()));
+        let access = r.get("access_level").and_then(|v| v.as_str()).map(str::to_string).or_else(|| spec.map(|s| s.access_level.clone()));
         // Reported, not a warning: not_protected is the playbook's default.
         points.push(Point {
             text: match access.as_deref() {

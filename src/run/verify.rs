@@ -176,8 +176,7 @@ fn posture(rep: &mut TaskLines<'_>, facts: &Facts, s: &RunnerSettings) {
         Err(e) => rep.task("security posture", TaskStatus::Failed, Some(e), 0),
         Ok(runners) => {
             for p in runners {
-                let lines: Vec<String> =
-                    p.points.iter().map(|x| format!("{} {}", if x.ok { "ok:  " } else { "WARN:" }, x.text)).collect();
+                let lines: Vec<String> = p.points.iter().map(|x| format!("{} {}", if x.ok { "ok:  " } else { "WARN:" }, x.text)).collect();
                 rep.task(
                     &format!("security posture of runner `{}` (Docker socket advice)", p.runner),
                     TaskStatus::Ok,
