@@ -34,6 +34,8 @@ fn verify_shows_each_check_and_warns_about_a_loosened_runner() {
         "ok: [runner-1] runner token valid in GitLab\n    runner id ",
         "ok: [runner-1] an image builds twice through the host's socket, the second time from cache\n    first build ",
         "3/3 steps from cache",
+        "ok: [runner-1] a job container of runner `runner-1` builds twice through the socket, the second time from cache\n    first build ",
+        "steps from cache\n    volumes [/var/run/docker.sock:/var/run/docker.sock, ",
         "ok: [runner-1] security posture of runner `runner-1` (Docker socket advice)",
         "ok:   tag `dockerd`",
         "ok:   run_untagged = false",

@@ -121,6 +121,40 @@ pub fn assess(text: &str, path: &str, attrs: Option<&PathState>, spec: Option<&R
     Ok(out)
 }
 
+/// What the docker executor would start a job container with, from the
+/// first `[[runners]]` entry of config.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobContainer {
+    pub runner: String,
+    pub image: String,
+    pub volumes: Vec<String>,
+    pub privileged: bool,
+}
+
+impl JobContainer {
+    pub fn from_config(text: &str) -> Option<JobContainer> {
+        let doc: toml::Table = toml::from_str(text).ok()?;
+        let r = doc.get("runners")?.as_array()?.first()?.as_table()?;
+        let d = r.get("docker").and_then(|d| d.as_table());
+        let str_of = |v: Option<&toml::Value>| v.and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        Some(JobContainer {
+            runner: str_of(r.get("name")),
+            image: str_of(d.and_then(|d| d.get("image"))),
+            volumes: d
+                .and_then(|d| d.get("volumes"))
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            privileged: d.and_then(|d| d.get("privileged")).and_then(|v| v.as_bool()).unwrap_or(false),
+        })
+    }
+
+    /// The container mounts the host's Docker socket.
+    pub fn has_socket(&self) -> bool {
+        self.volumes.iter().any(|v| v.contains("docker.sock"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +216,16 @@ mod tests {
         assert!(w[4].starts_with("privileged = true together with the Docker socket"), "{w:?}");
         // Settings from config.toml are not labelled as the playbook's.
         assert!(!w[1].contains("registered by the playbook"), "{w:?}");
+    }
+
+    #[test]
+    fn the_job_container_is_read_from_the_first_runner() {
+        let j = JobContainer::from_config(&GOOD.replace("privileged = false", "privileged = false\n    image = \"docker:27\"")).unwrap();
+        assert_eq!(j.runner, "runner-1");
+        assert_eq!(j.image, "docker:27");
+        assert_eq!(j.volumes, ["/var/run/docker.sock:/var/run/docker.sock"]);
+        assert!(j.has_socket() && !j.privileged);
+        assert_eq!(JobContainer::from_config("concurrent = 1\n"), None);
     }
 
     #[test]
