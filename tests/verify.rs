@@ -28,6 +28,7 @@ fn verify_shows_each_check_and_warns_about_a_loosened_runner() {
     // Default verbosity: every check with its result, and the posture.
     let v = run(&f, &gitlab, &["verify", "hosts.yml"]);
     assert_eq!(v.code, 0, "{}", v.all());
+    eprintln!("{}", v.stdout);
     for line in [
         "ok: [runner-1] Docker answers on /var/run/docker.sock\n    Docker Engine ",
         "ok: [runner-1] gitlab-runner service active",

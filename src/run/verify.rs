@@ -216,7 +216,11 @@ pub async fn verify(ctx: &HostCtx<'_>, facts: &Facts, reg: Option<&RunnerSetting
 fn job_build(rep: &mut TaskLines<'_>, j: &JobContainer, lines: &[String]) {
     let name = format!("a job container of runner `{}` builds twice through the socket, the second time from cache", j.runner);
     if !j.has_socket() {
-        let msg = format!("runner `{}` mounts no Docker socket (volumes: [{}]): its jobs cannot use the host's Docker", j.runner, j.volumes.join(", "));
+        let msg = format!(
+            "runner `{}` mounts no Docker socket (volumes: [{}]): its jobs cannot use the host's Docker",
+            j.runner,
+            j.volumes.join(", ")
+        );
         rep.task(&name, TaskStatus::Failed, Some(msg), 0);
         return;
     }
@@ -231,7 +235,12 @@ fn job_build(rep: &mut TaskLines<'_>, j: &JobContainer, lines: &[String]) {
     );
     let ok = value("run").as_deref() == Some("0") && value("rc1").as_deref() == Some("0") && value("rc2").as_deref() == Some("0");
     if ok && cached >= 3 {
-        rep.task(&name, TaskStatus::Ok, Some(format!("first build {ms1} ms, second {ms2} ms: {cached}/3 steps from cache\n{container}")), ms1 + ms2);
+        rep.task(
+            &name,
+            TaskStatus::Ok,
+            Some(format!("first build {ms1} ms, second {ms2} ms: {cached}/3 steps from cache\n{container}")),
+            ms1 + ms2,
+        );
     } else {
         let detail: Vec<&str> = lines.iter().filter(|l| !l.contains('=')).map(String::as_str).collect();
         let msg = format!(
