@@ -185,4 +185,10 @@ fn a_lock_wait_is_seen_live_at_v_and_in_json() {
         "{msg}"
     );
     assert!(v["elapsed_ms"].as_u64().is_some(), "{progress}");
+    let mut keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(keys, ["elapsed_ms", "event", "host", "msg", "task"], "the fields the README documents: {progress}");
+    let end_at = seen.iter().position(|l| l.contains(r#""event":"task_end""#)).unwrap_or(0);
+    let progress_at = seen.iter().position(|l| l.contains(r#""event":"task_progress""#)).unwrap_or(usize::MAX);
+    assert!(progress_at < end_at, "task_progress before the task's end:\n{all}");
 }
