@@ -27,8 +27,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  bootstrap check hosts.yml --diff    # exit 0: converged, 3: drifted")]
     Check(CheckArgs),
     /// Prove runner hosts work: Docker answers, the runner runs with a valid token, builds hit the cache.
-    #[command(after_help = "Example:\n  bootstrap verify hosts.yml --limit runner-3")]
-    Verify(PlaybookArgs),
+    #[command(
+        after_help = "Examples:\n  bootstrap verify hosts.yml --limit runner-3\n  bootstrap verify hosts.yml --strict    # exit 3 on a security posture warning"
+    )]
+    Verify(VerifyArgs),
     /// Delete hosts' runners in GitLab, stop their service, remove their token (safe to run twice).
     #[command(after_help = "Example:\n  GITLAB_TOKEN=... bootstrap unregister hosts.yml --limit runner-3")]
     Unregister(PlaybookArgs),
@@ -158,6 +160,18 @@ pub struct PlaybookArgs {
     /// The playbook that describes the runners (default: the built-in runner playbook).
     #[arg(long, short = 'p', value_name = "FILE")]
     pub playbook: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The playbook that describes the runners (default: the built-in runner playbook).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+    /// Exit 3 when a runner's security posture has a warning (no host failed).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]

@@ -14,3 +14,4 @@ mod lifecycle;
 mod runner;
 mod secrets;
 mod usage;
+mod verify;

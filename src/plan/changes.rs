@@ -288,7 +288,7 @@ impl Change {
             Change::AptInstall { packages, lock_timeout } => {
                 let _ = writeln!(
                     s,
-                    "__apt {lock_timeout} apt-get -q -y -o DPkg::Lock::Timeout={lock_timeout} \
+                    "__apt {lock_timeout} apt-get -q -y -o DPkg::Lock::Timeout=0 \
                      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install {}",
                     join(packages)
                 );
@@ -296,7 +296,7 @@ impl Change {
             Change::AptRemove { packages, purge, lock_timeout } => {
                 let _ = writeln!(
                     s,
-                    "__apt {lock_timeout} apt-get -q -y -o DPkg::Lock::Timeout={lock_timeout} {} {}",
+                    "__apt {lock_timeout} apt-get -q -y -o DPkg::Lock::Timeout=0 {} {}",
                     if *purge { "purge" } else { "remove" },
                     join(packages)
                 );
@@ -609,20 +609,30 @@ pub fn prelude() -> &'static str {
     r#"export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # __apt TIMEOUT CMD...: run an apt command, its output streamed. While
 # another process holds the dpkg or apt lock, wait (up to TIMEOUT seconds)
-# and say who holds it; apt-get install waits by itself (DPkg::Lock::Timeout).
+# and say who holds it: once in the step's output, and live, every attempt,
+# as a `wait` marker on fd 3 (the script's own stdout, open only in steps
+# that run apt: the step's output still goes to a file first). apt-get
+# itself does not wait (DPkg::Lock::Timeout=0): this loop does, so that the
+# wait can be seen.
+__live() {
+  # A closed connection must not end the step: the marker is written by a
+  # subshell that ignores SIGPIPE, and its failure is ignored.
+  [ -n "${__nonce:-}" ] || return 0
+  ( trap '' PIPE; echo "@@$__nonce $*" >&3 ) 2>/dev/null || :
+}
 __apt() {
   __limit=$1; shift
-  __deadline=$(( $(date +%s) + __limit )); __said=
+  __t0=$(date +%s); __deadline=$(( __t0 + __limit )); __said=
   __alog=$(mktemp)
   # A dpkg run that was cut short (power loss, a killed session) is
   # finished first, as apt itself asks.
   if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then
     echo "finishing an interrupted dpkg run: dpkg --configure -a"
-    dpkg --force-confdef --force-confold --configure -a
+    dpkg --force-confdef --force-confold --configure -a 3>&-
   fi
   while :; do
     # (an `if` keeps the caller's `set -e` from ending us on failure)
-    if "$@" >"$__alog" 2>&1; then __rc=0; else __rc=$?; fi
+    if "$@" >"$__alog" 2>&1 3>&-; then __rc=0; else __rc=$?; fi
     cat "$__alog"
     if [ "$__rc" = 0 ] && [ "$1" = apt-get ] && grep -q -e '^W: Failed to fetch' -e '^E: Failed to fetch' "$__alog"; then
       echo "apt-get update could not download the package lists (is the package mirror reachable from this host?)"
@@ -630,10 +640,13 @@ __apt() {
     fi
     if [ "$__rc" != 0 ] && grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' -e 'Unable to lock directory' "$__alog" \
        && [ "$(date +%s)" -lt "$__deadline" ]; then
+      __held=$(grep -m1 -o 'held by process.*' "$__alog" || echo 'held by another process')
       if [ -z "$__said" ]; then
-        echo "waiting up to ${__limit}s for the apt/dpkg lock: $(grep -m1 -o 'held by process.*' "$__alog" || echo 'held by another process')"
+        echo "waiting up to ${__limit}s for the apt/dpkg lock: $__held"
         __said=1
       fi
+      __lock=$(grep -m1 -o 'lock /[^ ]*' "$__alog" | sed 's/^lock //; s/\.$//')
+      __live wait $(( $(date +%s) - __t0 )) "$__limit" "${__lock:--}" "$__held"
       sleep 2; continue
     fi
     rm -f "$__alog"

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::changes::prelude;
+use super::changes::{prelude, Change};
 use super::HostPlan;
 
 impl HostPlan {
@@ -35,7 +35,11 @@ impl HostPlan {
             for c in changes {
                 s.push_str(&c.script(&eof));
             }
-            s.push_str(") </dev/null >\"$__log\" 2>&1\n");
+            // fd 3 (the script's stdout) only where apt may say it waits
+            // for a lock: a command that leaves a process behind must not
+            // hold the connection open through it.
+            let apt = changes.iter().any(|c| matches!(c, Change::AptUpdate { .. } | Change::AptInstall { .. } | Change::AptRemove { .. }));
+            s.push_str(if apt { ") 3>&1 </dev/null >\"$__log\" 2>&1\n" } else { ") </dev/null >\"$__log\" 2>&1\n" });
             let _ = writeln!(s, "__rc=$?; cat \"$__log\"; echo; echo \"@@{nonce} end {i} $__rc\"; [ \"$__rc\" -eq 0 ] || exit 0");
             // Ctrl-C on the controller: finish this step, start no other.
             let _ = writeln!(s, "[ -z \"$__stop\" ] || {{ echo '@@{nonce} interrupted'; exit 0; }}");
@@ -46,7 +50,7 @@ impl HostPlan {
 }
 
 /// A line the apply script says to the controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marker {
     /// The script's process id (to interrupt it on Ctrl-C).
     Pid(u32),
@@ -61,6 +65,36 @@ pub enum Marker {
     Done,
     /// Stopped after a step on Ctrl-C.
     Interrupted,
+    /// The current task waits for a lock: `elapsed` seconds of `limit`;
+    /// `lock` its path (`-` unknown), `holder` as apt says it ("held by
+    /// process 812 (unattended-upgr)").
+    Wait { elapsed: u64, limit: u64, lock: String, holder: String },
+}
+
+impl Marker {
+    /// What a person reads of a `Wait`: "waiting for the dpkg lock held by
+    /// unattended-upgr (pid 812): 14 s of 300".
+    pub fn wait_message(elapsed: u64, limit: u64, lock: &str, holder: &str) -> String {
+        let what = if lock.contains("/dpkg/") {
+            "the dpkg lock"
+        } else if lock.contains("/lists/") {
+            "the apt lists lock"
+        } else if lock.contains("/archives/") {
+            "the apt cache lock"
+        } else {
+            "the apt/dpkg lock"
+        };
+        // apt: "held by process 812 (unattended-upgr)"
+        let who = holder
+            .strip_prefix("held by process ")
+            .and_then(|r| r.split_once(' '))
+            .and_then(|(pid, name)| {
+                let name = name.strip_prefix('(')?.strip_suffix(')')?;
+                pid.parse::<u32>().ok().map(|p| format!("held by {name} (pid {p})"))
+            })
+            .unwrap_or_else(|| holder.to_string());
+        format!("waiting for {what} {who}: {elapsed} s of {limit}")
+    }
 }
 
 /// The marker on `line`, if it is one of this run's (`nonce`).
@@ -74,6 +108,9 @@ pub fn parse_marker(nonce: &str, line: &str) -> Option<Marker> {
         ["end", i, rc] => Marker::End(i.parse().ok()?, rc.parse().ok()?),
         ["done"] => Marker::Done,
         ["interrupted"] => Marker::Interrupted,
+        ["wait", e, l, lock, holder @ ..] if !holder.is_empty() => {
+            Marker::Wait { elapsed: e.parse().ok()?, limit: l.parse().ok()?, lock: lock.to_string(), holder: holder.join(" ") }
+        }
         _ => return None,
     })
 }
@@ -90,5 +127,29 @@ mod tests {
         assert_eq!(parse_marker("N1", "@@N2 start 3"), None);
         assert_eq!(parse_marker("N1", "@@N1 start x"), None);
         assert_eq!(parse_marker("N1", "x @@N1 done"), None);
+        let w = parse_marker("N1", "@@N1 wait 14 300 /var/lib/dpkg/lock-frontend held by process 812 (unattended-upgr)");
+        let Some(Marker::Wait { elapsed, limit, lock, holder }) = w else { panic!("{w:?}") };
+        assert_eq!(
+            Marker::wait_message(elapsed, limit, &lock, &holder),
+            "waiting for the dpkg lock held by unattended-upgr (pid 812): 14 s of 300"
+        );
+        assert_eq!(
+            Marker::wait_message(2, 5, "-", "held by another process"),
+            "waiting for the apt/dpkg lock held by another process: 2 s of 5"
+        );
+        assert_eq!(parse_marker("N1", "@@N1 wait 1 2 /x"), None, "a wait says who holds the lock");
+    }
+
+    /// The live `wait` marker reaches the script's stdout while the step's
+    /// own output goes to its file, and only in steps that run apt.
+    #[test]
+    fn a_lock_wait_is_said_live_outside_the_step_log() {
+        let script = format!(
+            "{}__nonce=N1\n__log=$(mktemp)\n(\n__live wait 3 300 /var/lib/dpkg/lock-frontend \"held by process 9 (x)\"\necho step-output\n) 3>&1 >\"$__log\" 2>&1\necho log:; cat \"$__log\"; rm -f \"$__log\"\n(\n__live wait 4 300 - held\n) >/dev/null 2>&1\necho after\n",
+            prelude()
+        );
+        let o = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(out, "@@N1 wait 3 300 /var/lib/dpkg/lock-frontend held by process 9 (x)\nlog:\nstep-output\nafter\n");
     }
 }

@@ -29,6 +29,12 @@ pub struct Human {
     /// are the same terminal), not straight to `out`.
     lines_above_bars: bool,
     color: bool,
+    /// `verify` shows every check with its result, also without `-v`.
+    every_task: bool,
+    /// When each host's last `-v` wait line was printed (ms into the task).
+    progress_said: HashMap<String, u64>,
+    /// Each host's current task.
+    task_names: HashMap<String, String>,
 }
 
 /// Whether to paint text written to a stream: only a terminal, and never
@@ -46,13 +52,37 @@ impl Human {
         let lines_above_bars = mp.is_some() && stdout_tty;
         let lines_tty = if lines_above_bars { stderr_tty } else { stdout_tty };
         let color = use_color(lines_tty, std::env::var_os("NO_COLOR").as_deref());
-        Human { redactor, out: Box::new(std::io::stdout()), verbose, quiet, mp, bars: HashMap::new(), lines_above_bars, color }
+        Human {
+            redactor,
+            out: Box::new(std::io::stdout()),
+            verbose,
+            quiet,
+            mp,
+            bars: HashMap::new(),
+            lines_above_bars,
+            color,
+            every_task: false,
+            progress_said: HashMap::new(),
+            task_names: HashMap::new(),
+        }
     }
 
     /// Lines to `out`, no progress and no colour (for tests).
     #[cfg(test)]
     pub fn to_writer(redactor: Redactor, verbose: u8, out: Box<dyn Write + Send>) -> Human {
-        Human { redactor, out, verbose, quiet: false, mp: None, bars: HashMap::new(), lines_above_bars: false, color: false }
+        Human {
+            redactor,
+            out,
+            verbose,
+            quiet: false,
+            mp: None,
+            bars: HashMap::new(),
+            lines_above_bars: false,
+            color: false,
+            every_task: false,
+            progress_said: HashMap::new(),
+            task_names: HashMap::new(),
+        }
     }
 
     /// Each line of `text`, masked as a whole first: a secret that spans
@@ -87,6 +117,7 @@ impl Reporter for Human {
     fn event(&mut self, e: &Event) {
         match e {
             Event::Start { command, hosts, check, .. } => {
+                self.every_task = command == "verify";
                 if !self.quiet {
                     let mode = if *check { " (check mode: nothing will be changed)" } else { "" };
                     self.line(&format!("{command}: {} host(s){mode}", hosts.len()));
@@ -120,14 +151,30 @@ impl Reporter for Human {
             }
             Event::TaskStart { host, name, .. } => {
                 if let Some(pb) = self.bars.get(host) {
+                    // The elapsed time on the line is the task's.
+                    pb.reset_elapsed();
                     pb.set_message(self.redactor.mask(name));
+                }
+                self.progress_said.remove(host);
+                self.task_names.insert(host.clone(), name.clone());
+            }
+            Event::TaskProgress { host, msg, elapsed_ms, .. } => {
+                let name = self.task_names.get(host).cloned().unwrap_or_default();
+                if let Some(pb) = self.bars.get(host) {
+                    pb.set_message(self.redactor.mask(&format!("{name}: {msg}")));
+                }
+                // `-v`: the first word at once, then one line every 10 s.
+                let due = self.progress_said.get(host).map(|last| *elapsed_ms >= last + 10_000).unwrap_or(true);
+                if self.verbose >= 1 && !self.quiet && due {
+                    self.progress_said.insert(host.clone(), *elapsed_ms);
+                    self.line(&format!("{}: [{host}] {name}: {msg}", self.paint("waiting", "36")));
                 }
             }
             Event::TaskEnd { host, name, handler, status, changes, msg, output, diff, duration_ms, .. } => {
                 let name = if *handler { format!("{name} (handler)") } else { name.clone() };
                 let show = match status {
                     TaskStatus::Changed | TaskStatus::Failed => true,
-                    TaskStatus::Ok => self.verbose >= 1,
+                    TaskStatus::Ok => self.verbose >= 1 || self.every_task,
                     TaskStatus::Skipped => self.verbose >= 2,
                 };
                 if show && !(self.quiet && *status != TaskStatus::Failed) {
@@ -246,6 +293,59 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    fn printed(verbose: u8, events: &[Event]) -> String {
+        let sink = Sink::default();
+        let mut h = Human::to_writer(Redactor::default(), verbose, Box::new(sink.clone()));
+        for e in events {
+            h.event(e);
+        }
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_wait_is_a_line_at_v_at_once_then_every_ten_seconds() {
+        let p = |ms: u64| Event::TaskProgress {
+            host: "h1".into(),
+            task: 0,
+            msg: format!("waiting for the dpkg lock held by x (pid 9): {} s of 300", ms / 1000),
+            elapsed_ms: ms,
+        };
+        let events = [Event::TaskStart { host: "h1".into(), task: 0, name: "docker".into() }, p(100), p(2100), p(10_200), p(12_000)];
+        let v = printed(1, &events);
+        let lines: Vec<&str> = v.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "waiting: [h1] docker: waiting for the dpkg lock held by x (pid 9): 0 s of 300",
+                "waiting: [h1] docker: waiting for the dpkg lock held by x (pid 9): 10 s of 300"
+            ],
+            "{v}"
+        );
+        assert_eq!(printed(0, &events), "", "without -v the progress line alone says it");
+    }
+
+    #[test]
+    fn verify_shows_every_check_without_v_apply_does_not() {
+        let ok = Event::TaskEnd {
+            host: "h1".into(),
+            task: 0,
+            name: "gitlab-runner service active".into(),
+            handler: false,
+            status: TaskStatus::Ok,
+            duration_ms: 1,
+            changes: vec![],
+            msg: Some("fine".into()),
+            output: None,
+            diff: None,
+        };
+        let start = |c: &str| Event::Start { schema: 1, command: c.into(), hosts: vec!["h1".into()], check: false };
+        let v = printed(0, &[start("verify"), ok.clone()]);
+        assert!(v.contains("ok: [h1] gitlab-runner service active\n    fine"), "{v}");
+        let a = printed(0, &[start("apply"), ok]);
+        assert!(!a.contains("gitlab-runner service active"), "{a}");
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Counts {
     pub unreachable: u32,
     #[serde(skip)]
     pub skipped: u32,
+    /// Warnings that `verify --strict` turns into exit 3.
+    #[serde(skip)]
+    pub warned: u32,
 }
 
 impl Counts {
@@ -129,6 +132,14 @@ pub enum Event {
         host: String,
         task: usize,
         name: String,
+    },
+    /// A task in progress says what it is doing (waiting for a lock),
+    /// live, before it ends.
+    TaskProgress {
+        host: String,
+        task: usize,
+        msg: String,
+        elapsed_ms: u64,
     },
     TaskEnd {
         host: String,
@@ -213,6 +224,7 @@ mod tests {
             Event::Connected { host: "h".into(), ms: 1 },
             Event::Facts { host: "h".into(), facts: serde_json::json!({"ansible_distribution": "Debian"}) },
             Event::TaskStart { host: "h".into(), task: 0, name: "t".into() },
+            Event::TaskProgress { host: "h".into(), task: 0, msg: "waiting".into(), elapsed_ms: 1 },
             Event::TaskEnd {
                 host: "h".into(),
                 task: 0,
@@ -262,7 +274,7 @@ mod tests {
     #[test]
     fn recap_json_shape() {
         let mut hosts = BTreeMap::new();
-        hosts.insert("h1".to_string(), Counts { ok: 3, changed: 1, failed: 0, unreachable: 0, skipped: 2 });
+        hosts.insert("h1".to_string(), Counts { ok: 3, changed: 1, failed: 0, unreachable: 0, skipped: 2, warned: 1 });
         let s = serde_json::to_string(&Event::Recap { hosts }).unwrap();
         assert_eq!(s, r#"{"event":"recap","hosts":{"h1":{"ok":3,"changed":1,"failed":0,"unreachable":0}}}"#);
     }

@@ -360,6 +360,17 @@ impl<'s, 'a, 'c> Streamer<'s, 'a, 'c> {
             }
             Marker::End(..) => {}
             Marker::Pid(p) => self.pid.store(p, Ordering::SeqCst),
+            Marker::Wait { elapsed, limit, lock, holder } => {
+                if let Some(i) = self.current {
+                    let ctx = self.emitter.ctx;
+                    ctx.send(Event::TaskProgress {
+                        host: ctx.name.to_string(),
+                        task: i,
+                        msg: Marker::wait_message(elapsed, limit, &lock, &holder),
+                        elapsed_ms: self.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0),
+                    });
+                }
+            }
             Marker::Done => self.done = true,
             Marker::Interrupted => {
                 self.done = true;

@@ -14,6 +14,7 @@ pub mod download;
 pub mod execute;
 pub mod host;
 pub mod options;
+pub mod posture;
 pub mod prepare;
 pub mod unregister;
 pub mod verify;
@@ -38,6 +39,8 @@ pub struct Summary {
     pub counts: BTreeMap<String, Counts>,
     pub interrupted: bool,
     pub mode: Mode,
+    /// `verify --strict`: warnings count (exit 3).
+    pub strict: bool,
 }
 
 impl Summary {
@@ -48,7 +51,10 @@ impl Summary {
             exit::FAILED
         } else if self.counts.values().any(|c| c.unreachable > 0) {
             exit::UNREACHABLE
-        } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0) {
+        } else if self.mode == Mode::Drift && self.counts.values().any(|c| c.changed > 0)
+            || self.strict && self.counts.values().any(|c| c.warned > 0)
+        {
+            // Drift, or (`verify --strict`) a posture warning.
             exit::DRIFT
         } else {
             exit::OK
@@ -92,7 +98,9 @@ pub async fn main(cli: Cli) -> u8 {
         Output::Json => Box::new(report::Json { redactor: prepared.redactor.clone() }),
         Output::Human => Box::new(report::Human::new(prepared.redactor.clone(), r.verbose, r.quiet, r.progress)),
     };
-    drive(prepared, reporter.as_mut()).await.exit_code()
+    let mut summary = drive(prepared, reporter.as_mut()).await;
+    summary.strict = opts.strict;
+    summary.exit_code()
 }
 
 /// `bootstrap inventory`: print the inventory as ansible-inventory does.
@@ -216,7 +224,7 @@ pub async fn drive(prepared: Prepared, reporter: &mut dyn Reporter) -> Summary {
         }
     }
     reporter.finish();
-    Summary { counts, interrupted, mode }
+    Summary { counts, interrupted, mode, strict: false }
 }
 
 /// Run one batch of hosts, at most `sem`'s permits at a time, passing
@@ -318,7 +326,7 @@ mod tests {
         assert_eq!(counts.len(), 3, "{counts:?}");
         assert_eq!(counts["bad"].failed, 1);
         assert_eq!(counts["good"].ok, 1);
-        let summary = Summary { counts, interrupted: false, mode: Mode::Apply };
+        let summary = Summary { counts, interrupted: false, mode: Mode::Apply, strict: false };
         assert_eq!(summary.exit_code(), exit::FAILED);
         let ends: Vec<&Event> = rep.0.iter().filter(|e| matches!(e, Event::HostEnd { host, .. } if host == "bad")).collect();
         assert!(

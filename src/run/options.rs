@@ -233,6 +233,8 @@ pub struct Options {
     pub report: ReportOptions,
     /// `-k`: ask for the SSH login password before connecting.
     pub ask_pass: bool,
+    /// `verify --strict`: a posture warning makes the exit status 3.
+    pub strict: bool,
 }
 
 impl Options {
@@ -240,6 +242,7 @@ impl Options {
     /// are input errors.
     pub fn from_cli(cli: Cli, cfg: &AnsibleCfg) -> Result<Options, InputError> {
         let none = TaskSelection::default;
+        let strict = matches!(&cli.command, Command::Verify(v) if v.strict);
         let (mode, common, playbook, diff, replace, serial, select) = match cli.command {
             Command::Apply(a) => {
                 let serial = a.serial.as_deref().map(Serial::parse).transpose()?;
@@ -257,6 +260,7 @@ impl Options {
         };
         let mut o = Options::build(Build { mode, common: *common_box(common), playbook, diff, replace, serial }, cfg)?;
         o.tags = TagFilter { only: select.tags, skip: select.skip_tags };
+        o.strict = strict;
         o.list_hosts = select.list_hosts;
         o.list_tasks = select.list_tasks;
         Ok(o)
@@ -300,6 +304,7 @@ impl Options {
             serial,
             report: ReportOptions { output: c.output, verbose: c.verbose, quiet: c.quiet, progress: !c.no_progress },
             ask_pass: c.ask_pass,
+            strict: false,
         })
     }
 }
