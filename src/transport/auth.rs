@@ -4,7 +4,7 @@
 //! the keys of ssh-agent, then the default key files of `~/.ssh`. Key files
 //! are decrypted before the first connection ([`load_key`]), so a wrong
 //! passphrase is bad input, not an unreachable host. When no key got in and
-//! the host has a login [`Password`] (`ansible_password`, `-k`), SSH
+//! the host has a login [`Password`](super::ssh_config::Password) (`ansible_password`, `-k`), SSH
 //! password authentication comes last; the password travels only inside
 //! the encrypted SSH authentication request, never on a command line.
 
@@ -18,27 +18,10 @@ use russh::MethodKind;
 
 use super::error::{describe, SshError};
 use super::options::SshOptions;
-use super::ssh_config::Target;
+use super::ssh_config::{Password, Target};
 
 /// Environment variable with the passphrase of encrypted key files.
 pub const PASSPHRASE_ENV: &str = "BOOTSTRAP_SSH_KEY_PASSPHRASE";
-
-/// A login password. Its `Debug` is masked, so a `Target` printed for
-/// debugging never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    pub fn new(pw: &str) -> Password {
-        Password(pw.to_string())
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(crate::secrets::MASK)
-    }
-}
 
 /// Load and decrypt a key file, for checking before any connection.
 pub fn load_key(path: &Path) -> Result<PrivateKey, String> {

@@ -9,8 +9,24 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::auth::Password;
 use crate::error::InputError;
+
+/// A login password. Its `Debug` is masked, so a `Target` printed for
+/// debugging never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub(super) String);
+
+impl Password {
+    pub fn new(pw: &str) -> Password {
+        Password(pw.to_string())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::secrets::MASK)
+    }
+}
 
 /// Jump hosts one connection may pass through.
 pub const MAX_HOPS: usize = 8;
