@@ -64,7 +64,8 @@ pub struct PlanEnv<'a> {
     pub downloads: &'a HashMap<String, Vec<u8>>,
     /// Local files, read before connecting.
     pub files: &'a LocalFiles,
-    /// Runner identities registration settled, by config.toml path.
+    /// Runner identities registration settled, by config.toml path and
+    /// runner name ([`RunnerSettings::key`]).
     pub runners: &'a HashMap<String, Settled>,
 }
 
@@ -74,7 +75,7 @@ pub struct PlanEnv<'a> {
 pub fn trial_runners(registrations: &[RunnerSettings]) -> HashMap<String, Settled> {
     registrations
         .iter()
-        .map(|r| (r.config.clone(), Settled { identity: crate::gitlab::runner::Identity::placeholder(), change: None }))
+        .map(|r| (r.key(), Settled { identity: crate::gitlab::runner::Identity::placeholder(), change: None }))
         .collect()
 }
 

@@ -216,8 +216,11 @@ impl Playbook {
         action.probes(env.diff, &mut program.probes);
         program.downloads.extend(action.downloads());
         program.local_files.extend(action.local_files());
-        if let Some(r) = action.runner() {
-            program.registrations.push(r.clone());
+        program.registrations.extend(action.runners().iter().cloned());
+        for n in action.notices() {
+            if !program.notices.contains(&n) {
+                program.notices.push(n);
+            }
         }
         host_task.args = early;
         Ok(host_task)

@@ -16,7 +16,7 @@ use super::options::Mode;
 use super::prepare::HostJob;
 use super::{unregister, verify};
 use crate::gitlab::registration::{self, Request};
-use crate::gitlab::runner::{read_existing, SYSTEM_ID_PATH};
+use crate::gitlab::runner::{read_named, runner_tokens, SYSTEM_ID_PATH};
 use crate::gitlab::{pending, Secrets, Settled};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::LocalFiles;
@@ -126,7 +126,7 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
     }
     // Tokens the host holds are secrets from now on.
     for r in &program.registrations {
-        if let Some(t) = config_text(&facts, &r.config).and_then(|t| read_existing(&t, &r.url).token) {
+        for t in config_text(&facts, &r.config).map(|t| runner_tokens(&t)).unwrap_or_default() {
             sh.redactor.add(&t);
         }
     }
@@ -223,7 +223,7 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
     let mut settled: HashMap<String, Settled> = HashMap::new();
     let mut pendings = Vec::new();
     for reg in program.registrations.iter().filter(|_| !refused) {
-        let existing = config_text(facts, &reg.config).map(|t| read_existing(&t, &reg.url)).unwrap_or_default();
+        let existing = config_text(facts, &reg.config).map(|t| read_named(&t, &reg.spec.description)).unwrap_or_default();
         let system_id = config_text(facts, SYSTEM_ID_PATH).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let req = Request {
             settings: reg,
@@ -243,7 +243,7 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
                 for w in o.warnings {
                     ctx.send(Event::Warning { host: ctx.name.to_string(), msg: w });
                 }
-                settled.insert(reg.config.clone(), o.settled);
+                settled.insert(reg.key(), o.settled);
                 pendings.extend(o.pending);
             }
             Err(e) => return End::failed(format!("runner registration: {e}; nothing was changed")),
