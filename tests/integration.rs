@@ -12,5 +12,6 @@ mod faults;
 mod hosts;
 mod lifecycle;
 mod runner;
+mod runners;
 mod secrets;
 mod usage;

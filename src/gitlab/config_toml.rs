@@ -62,11 +62,7 @@ pub fn entries(existing: &str) -> Vec<Table> {
 
 /// Names of the entries of `existing` that are not in `managed`.
 pub fn unmanaged(existing: &str, managed: &[&str]) -> Vec<String> {
-    entries(existing)
-        .iter()
-        .map(|t| entry_name(t).unwrap_or("(unnamed)").to_string())
-        .filter(|n| !managed.contains(&n.as_str()))
-        .collect()
+    entries(existing).iter().map(|t| entry_name(t).unwrap_or("(unnamed)").to_string()).filter(|n| !managed.contains(&n.as_str())).collect()
 }
 
 /// Merge what is asked into what the host holds (see the module docs).

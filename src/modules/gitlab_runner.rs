@@ -256,10 +256,18 @@ fn docker_table(v: &Json) -> Result<Table, ArgError> {
                 let n = a.opt_u64(k)?.unwrap_or(0);
                 Value::Integer(i64::try_from(n).map_err(|_| ArgError::field(k, "is too large"))?)
             }
-            "volumes" | "dns" | "dns_search" | "extra_hosts" | "allowed_images" | "allowed_services" | "allowed_pull_policies"
-            | "cap_add" | "cap_drop" | "devices" | "security_opt" | "pull_policy" => {
-                Value::Array(string_list(x, k)?.into_iter().map(Value::String).collect())
-            }
+            "volumes"
+            | "dns"
+            | "dns_search"
+            | "extra_hosts"
+            | "allowed_images"
+            | "allowed_services"
+            | "allowed_pull_policies"
+            | "cap_add"
+            | "cap_drop"
+            | "devices"
+            | "security_opt"
+            | "pull_policy" => Value::Array(string_list(x, k)?.into_iter().map(Value::String).collect()),
             _ => from_json(x).map_err(|e| ArgError::field(k, e))?,
         };
         t.insert(k.clone(), value);
@@ -296,7 +304,19 @@ fn entry(task: &Args, e: &Json) -> Result<Entry, ArgError> {
         }
     }
     // The entry's registration keys (its `config` is a table, not the path).
-    const OWN: &[&str] = &["name", "tags", "type", "group_id", "project_id", "registration", "run_untagged", "locked", "access_level", "paused", "maximum_timeout"];
+    const OWN: &[&str] = &[
+        "name",
+        "tags",
+        "type",
+        "group_id",
+        "project_id",
+        "registration",
+        "run_untagged",
+        "locked",
+        "access_level",
+        "paused",
+        "maximum_timeout",
+    ];
     for (k, v) in o.iter().filter(|(k, v)| !v.is_null() && OWN.contains(&k.as_str())) {
         let k = if k == "type" { "runner_type" } else { k.as_str() };
         merged.insert(k.to_string(), v.clone());
@@ -381,7 +401,7 @@ pub fn entries(task: &Args, list: &Json) -> Result<Vec<Entry>, ArgError> {
             ));
         }
         if out.iter().any(|o| o.settings.url != e.settings.url || o.settings.config != e.settings.config) {
-            return Err(ArgError::field(&format!("{at}"), "all runners of a host share one GitLab and one config.toml"));
+            return Err(ArgError::field(&at, "all runners of a host share one GitLab and one config.toml"));
         }
         out.push(e);
     }
@@ -422,11 +442,7 @@ pub fn runner_table(e: &Entry, d: &Defaults, identity: &Identity) -> Table {
     put(&mut docker, "disable_cache", Value::Boolean(false));
     put(&mut docker, "shm_size", Value::Integer(0));
     let mut volumes: Vec<String> = if e.socket {
-        vec![
-            "/var/run/docker.sock:/var/run/docker.sock".into(),
-            format!("{0}:{0}", d.cache_dir),
-            format!("{0}:{0}", d.builds_dir),
-        ]
+        vec!["/var/run/docker.sock:/var/run/docker.sock".into(), format!("{0}:{0}", d.cache_dir), format!("{0}:{0}", d.builds_dir)]
     } else {
         Vec::new()
     };
@@ -537,7 +553,8 @@ pub struct GitlabRunner {
 
 impl GitlabRunner {
     pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<GitlabRunner, ArgError> {
-        let list = a.get("runners").filter(|l| !matches!(l, Json::Array(v) if v.is_empty()) && !matches!(l, Json::String(s) if s.is_empty()));
+        let list =
+            a.get("runners").filter(|l| !matches!(l, Json::Array(v) if v.is_empty()) && !matches!(l, Json::String(s) if s.is_empty()));
         let entries: Vec<Entry> = match list {
             Some(l) => entries(a, l)?,
             None => vec![Entry {

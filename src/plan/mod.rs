@@ -73,10 +73,7 @@ pub struct PlanEnv<'a> {
 /// fail?" before anything is registered. A plan made with them is never
 /// executed.
 pub fn trial_runners(registrations: &[RunnerSettings]) -> HashMap<String, Settled> {
-    registrations
-        .iter()
-        .map(|r| (r.key(), Settled { identity: crate::gitlab::runner::Identity::placeholder(), change: None }))
-        .collect()
+    registrations.iter().map(|r| (r.key(), Settled { identity: crate::gitlab::runner::Identity::placeholder(), change: None })).collect()
 }
 
 /// Plan `program` against `facts`.

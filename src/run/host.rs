@@ -17,7 +17,7 @@ use super::prepare::HostJob;
 use super::{unregister, verify};
 use crate::gitlab::registration::{self, Request};
 use crate::gitlab::runner::{read_named, runner_tokens, SYSTEM_ID_PATH};
-use crate::gitlab::{pending, Secrets, Settled};
+use crate::gitlab::{config_toml, pending, Secrets, Settled};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::LocalFiles;
 use crate::plan::{plan_host, probe, trial_runners, PlanEnv};
@@ -114,7 +114,11 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
         Err(end) => return end,
     };
     if sh.mode == Mode::Facts {
-        ctx.send(Event::Facts { host: job.name.clone(), facts: serde_json::to_value(&facts).unwrap_or_default() });
+        let mut value = serde_json::to_value(&facts).unwrap_or_default();
+        if let (Some(p), Some(obj)) = (&job.program, value.as_object_mut()) {
+            obj.insert("gitlab_runner_config".into(), runner_listing(p, &facts));
+        }
+        ctx.send(Event::Facts { host: job.name.clone(), facts: value });
         counts.ok = 1;
         return End { status: HostStatus::Ok, msg: None };
     }
@@ -151,6 +155,19 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
         },
         _ => apply(program, &facts, sh, ctx, counts).await,
     }
+}
+
+/// The runners of each config.toml the program manages: those it was told
+/// about, and the others (registered by hand), left as they are.
+fn runner_listing(program: &crate::plan::HostProgram, facts: &Facts) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for r in &program.registrations {
+        let managed: Vec<&str> =
+            program.registrations.iter().filter(|x| x.config == r.config).map(|x| x.spec.description.as_str()).collect();
+        let unmanaged = config_text(facts, &r.config).map(|t| config_toml::unmanaged(&t, &managed)).unwrap_or_default();
+        out.insert(r.config.clone(), serde_json::json!({"managed": managed, "unmanaged": unmanaged}));
+    }
+    serde_json::Value::Object(out)
 }
 
 /// The end of a host whose tasks were counted.
@@ -247,6 +264,15 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
                 pendings.extend(o.pending);
             }
             Err(e) => return End::failed(format!("runner registration: {e}; nothing was changed")),
+        }
+    }
+    if let Some(obj) = runner_listing(program, facts).as_object() {
+        for (path, l) in obj {
+            let names: Vec<&str> = l["unmanaged"].as_array().map(|a| a.iter().filter_map(|n| n.as_str()).collect()).unwrap_or_default();
+            if !names.is_empty() {
+                let msg = format!("{path}: runners not managed by bootstrap, left as they are: {}", names.join(", "));
+                ctx.send(Event::Note { host: ctx.name.to_string(), msg });
+            }
         }
     }
     // The plan: local and pure. Without registration, a runner task fails
