@@ -144,6 +144,13 @@ fn several_runners_on_a_host_by_name_with_one_by_hand_and_one_dropped() {
     assert_eq!(gitlab.runners().len(), before, "no runner created for a given token");
     assert_eq!(entry(&config(&h), "given").and_then(|r| r["token"].as_str()), Some(given.as_str()));
     assert!(!with_token.all().contains(&given), "the inventory's token leaked:\n{}", with_token.all());
+
+    // Decommission: every runner of the host goes, the one by hand stays.
+    let gone = f.run_env(&["unregister", "hosts.yml"], &[("GITLAB_TOKEN", &gitlab.admin_token)]);
+    assert_eq!(gone.code, 0, "{}", gone.all());
+    assert!(gitlab_runner(&gitlab, "sock").is_none() && gitlab_runner(&gitlab, "given").is_none(), "{:?}", gitlab.runners());
+    assert!(gitlab_runner(&gitlab, "by-hand").is_some(), "not bootstrap's to delete");
+    assert_eq!(names(&config(&h)), vec!["by-hand"]);
 }
 
 #[test]

@@ -88,9 +88,9 @@ pub async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Even
 /// The host could not be reached. A dead host can still be unregistered:
 /// by name, in GitLab.
 async fn not_connected(job: &HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>, why: &str, counts: &mut Counts) -> End {
-    if let (Mode::Unregister, Some(reg)) = (sh.mode, job.program.as_ref().and_then(|p| p.registrations.first())) {
+    if let (Mode::Unregister, Some(p)) = (sh.mode, job.program.as_ref().filter(|p| !p.registrations.is_empty())) {
         if sh.secrets.api.is_some() {
-            let (c, failed) = unregister::unregister_gone(reg, &sh.secrets, &job.name, tx).await;
+            let (c, failed) = unregister::unregister_gone(&p.registrations, &sh.secrets, &job.name, tx).await;
             *counts = c;
             let msg = Some(format!("host unreachable ({why}); the runner was handled in GitLab by name"));
             return End { status: if failed { HostStatus::Failed } else { HostStatus::Ok }, msg };
@@ -145,14 +145,12 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
                 Err(e) => transport_end(&e),
             }
         }
-        Mode::Unregister => match program.registrations.first() {
-            Some(reg) => {
-                let ex = unregister::unregister(ctx, &facts, reg, &sh.secrets).await;
-                *counts = ex.counts;
-                finish(counts, ex.lost, ex.failed, ex.msg)
-            }
-            None => End::failed("the playbook registers no runner: nothing to unregister"),
-        },
+        Mode::Unregister if program.registrations.is_empty() => End::failed("the playbook registers no runner: nothing to unregister"),
+        Mode::Unregister => {
+            let ex = unregister::unregister(ctx, &facts, &program.registrations, &sh.secrets).await;
+            *counts = ex.counts;
+            finish(counts, ex.lost, ex.failed, ex.msg)
+        }
         _ => apply(program, &facts, sh, ctx, counts).await,
     }
 }
