@@ -121,6 +121,12 @@ fn several_runners_on_a_host_by_name_with_one_by_hand_and_one_dropped() {
     );
     let settled = apply(&f, &gitlab, &[]);
     assert_eq!(settled.recap("multi").1, 0, "{}", settled.all());
+    let json = apply(&f, &gitlab, &["--output", "json"]);
+    assert!(
+        json.stdout.lines().any(|l| l.contains("\"event\":\"note\"") && l.contains("\"host\":\"multi\"") && l.contains("by-hand")),
+        "a note event names the unmanaged runner:\n{}",
+        json.stdout
+    );
 
     // dind absent: gone in GitLab and config.toml; the others untouched.
     inventory(&f, &[("multi", &h)], &gitlab, &vars("absent", ""));
