@@ -120,11 +120,13 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
 /// The template environment of a run.
 pub struct Templates {
     env: Environment<'static>,
+    dirs: Vec<PathBuf>,
 }
 
 impl Templates {
     /// An environment that loads template files from `dirs`, in order.
     pub fn new(dirs: Vec<PathBuf>) -> Templates {
+        let own = dirs.clone();
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // As Ansible's template module: trim_blocks on, trailing newline kept.
@@ -150,7 +152,13 @@ impl Templates {
         env.add_filter("mandatory", mandatory);
         env.add_filter("pin", pin);
         env.add_filter("quote", |s: String| crate::transport::shell::quote(&s));
-        Templates { env }
+        Templates { env, dirs: own }
+    }
+
+    /// Whether a templates folder has a file `name` of its own (one that
+    /// replaces the built-in template of that name).
+    pub fn has_file(&self, name: &str) -> bool {
+        !name.split('/').any(|seg| seg == "..") && self.dirs.iter().any(|d| d.join(name).is_file())
     }
 
     /// Whether `s` contains template syntax at all.

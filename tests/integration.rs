@@ -12,6 +12,7 @@ mod faults;
 mod hosts;
 mod lifecycle;
 mod runner;
+mod runners;
 mod secrets;
 mod usage;
 mod verify;

@@ -101,8 +101,14 @@ pub async fn same_named(client: &Client, s: &RunnerSettings, token: &str, keep: 
     Ok(listed.into_iter().filter(|r| r.description == s.spec.description && Some(r.id) != keep).collect())
 }
 
-/// Decide the identity of a host's runner (see the module docs).
+/// Decide the identity of a host's runner (see the module docs). A runner
+/// asked `absent` that the host's config.toml still holds is deleted in
+/// GitLab (by its token, else by id, else by name with GITLAB_TOKEN); one
+/// the file no longer holds needs nothing.
 pub async fn settle(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
+    if req.settings.absent {
+        return settle_absent(req).await;
+    }
     let mut out = settle_token(req).await?;
     let s = req.settings;
     let registering = out.settled.change.is_some();
@@ -149,6 +155,23 @@ pub async fn settle(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
     Ok(out)
 }
 
+async fn settle_absent(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
+    let (s, existing) = (req.settings, req.existing);
+    let desc = &s.spec.description;
+    let learnt: Vec<String> = existing.token.iter().cloned().collect();
+    let none = Identity::new("", None, "", None);
+    if existing.token.is_none() && existing.id.is_none() {
+        return Ok(outcome(none, None, None, learnt));
+    }
+    if req.check {
+        let change = format!("delete runner `{desc}` in GitLab (state: absent)");
+        return Ok(outcome(none, Some(change), None, learnt));
+    }
+    let d = super::unregister::delete(s, existing.token.as_deref(), existing.id, req.secrets).await?;
+    let change = if d.changed { d.what } else { format!("{} (state: absent)", d.what) };
+    Ok(outcome(none, Some(change), None, learnt))
+}
+
 fn outcome(identity: Identity, change: Option<String>, pending: Option<PathBuf>, secrets: Vec<String>) -> Outcome {
     Outcome { settled: Settled { identity, change }, pending, warnings: Vec::new(), secrets }
 }
@@ -159,7 +182,12 @@ async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
     let mut learnt: Vec<String> = existing.token.iter().cloned().collect();
     let desc = &s.spec.description;
     if s.registration == Registration::Token {
-        let given = req.secrets.get(Registration::Token).ok_or(RegistrationError::MissingSecret("GITLAB_RUNNER_TOKEN"))?;
+        // A runner's own `token` from the inventory, else GITLAB_RUNNER_TOKEN.
+        let source = if s.token.is_some() { format!("the inventory's `token` of runner `{desc}`") } else { "GITLAB_RUNNER_TOKEN".into() };
+        let given = match &s.token {
+            Some(t) => t.as_str(),
+            None => req.secrets.get(Registration::Token).ok_or(RegistrationError::MissingSecret("GITLAB_RUNNER_TOKEN"))?,
+        };
         if existing.token.as_deref() == Some(given) {
             let obtained = existing.token_obtained_at.clone().unwrap_or_else(now_rfc3339);
             let id = Identity::new(given, existing.id, &obtained, existing.token_expires_at.as_deref());
@@ -168,12 +196,12 @@ async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
         return match client.verify(given, system_id).await? {
             Some(exp) => Ok(outcome(
                 Identity::new(given, None, &now_rfc3339(), exp.as_deref()),
-                Some(format!("use the runner token from GITLAB_RUNNER_TOKEN for `{desc}`")),
+                Some(format!("use the runner token from {source} for `{desc}`")),
                 None,
                 learnt,
             )),
             None => Err(RegistrationError::Refused(format!(
-                "GitLab at {} does not accept the runner token in GITLAB_RUNNER_TOKEN (403): is it a current glrt- token of this instance?",
+                "GitLab at {} does not accept the runner token in {source} (403): is it a current glrt- token of this instance?",
                 s.url
             ))),
         };

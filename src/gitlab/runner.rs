@@ -77,9 +77,21 @@ pub struct RunnerSettings {
     pub template: String,
     pub registration: Registration,
     pub spec: RunnerSpec,
+    /// An existing `glrt-` token from the inventory (`token` of a
+    /// `runners` entry): a secret; no runner is created for it.
+    pub token: Option<String>,
+    /// `state: absent`: delete the runner in GitLab and drop it from
+    /// config.toml.
+    pub absent: bool,
 }
 
 impl RunnerSettings {
+    /// What identifies this runner among a host's: its config.toml and its
+    /// name there.
+    pub fn key(&self) -> String {
+        runner_key(&self.config, &self.spec.description)
+    }
+
     /// The GitLab API path that lists the runners of this runner's scope.
     pub fn list_scope(&self) -> String {
         match (self.spec.runner_type.as_str(), self.spec.group_id, self.spec.project_id) {
@@ -99,15 +111,26 @@ pub struct Existing {
     pub token_expires_at: Option<String>,
 }
 
-/// Read the runner entry for `url` (or the only one) from a config.toml.
-pub fn read_existing(text: &str, url: &str) -> Existing {
-    let Ok(doc) = toml::from_str::<toml::Table>(text) else { return Existing::default() };
-    let Some(runners) = doc.get("runners").and_then(|r| r.as_array()) else { return Existing::default() };
-    let pick = runners
+/// The key of runner `name` of `config` (see [`RunnerSettings::key`]).
+pub fn runner_key(config: &str, name: &str) -> String {
+    format!("{config}#{name}")
+}
+
+/// Every token a config.toml holds (managed or not): secrets.
+pub fn runner_tokens(text: &str) -> Vec<String> {
+    super::config_toml::entries(text)
         .iter()
-        .find(|r| r.get("url").and_then(|u| u.as_str()).map(|u| u.trim_end_matches('/')) == Some(url))
-        .or(if runners.len() == 1 { runners.first() } else { None });
-    let Some(r) = pick else { return Existing::default() };
+        .filter_map(|r| r.get("token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()).map(str::to_string))
+        .collect()
+}
+
+/// Read the token fields of the entry named `name` from a config.toml.
+pub fn read_named(text: &str, name: &str) -> Existing {
+    let runners = super::config_toml::entries(text);
+    runners.iter().find(|r| r.get("name").and_then(|n| n.as_str()) == Some(name)).map(existing_of).unwrap_or_default()
+}
+
+fn existing_of(r: &toml::Table) -> Existing {
     let s = |k: &str| -> Option<String> {
         match r.get(k) {
             Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -121,6 +144,17 @@ pub fn read_existing(text: &str, url: &str) -> Existing {
         token_obtained_at: s("token_obtained_at"),
         token_expires_at: s("token_expires_at"),
     }
+}
+
+/// Read the runner entry for `url` (or the only one) from a config.toml.
+pub fn read_existing(text: &str, url: &str) -> Existing {
+    let Ok(doc) = toml::from_str::<toml::Table>(text) else { return Existing::default() };
+    let Some(runners) = doc.get("runners").and_then(|r| r.as_array()) else { return Existing::default() };
+    let pick = runners
+        .iter()
+        .find(|r| r.get("url").and_then(|u| u.as_str()).map(|u| u.trim_end_matches('/')) == Some(url))
+        .or(if runners.len() == 1 { runners.first() } else { None });
+    pick.and_then(|r| r.as_table()).map(existing_of).unwrap_or_default()
 }
 
 /// The runner's identity, as config.toml must hold it.
@@ -201,6 +235,11 @@ mod tests {
         assert_eq!(e.token.as_deref(), Some("glrt-abc"));
         assert_eq!(e.token_obtained_at.as_deref(), Some("2024-05-01T10:00:00Z"));
         assert_eq!(read_existing("not toml [", "x"), Existing::default());
+        let two = format!("{text}[[runners]]\n  name = \"b\"\n  token = \"glrt-b\"\n");
+        assert_eq!(read_named(&two, "b").token.as_deref(), Some("glrt-b"));
+        assert_eq!(read_named(&two, "a").id, Some(42));
+        assert_eq!(read_named(&two, "c"), Existing::default());
+        assert_eq!(runner_tokens(&two), vec!["glrt-abc", "glrt-b"]);
     }
 
     #[test]

@@ -37,8 +37,9 @@ use serde_json::{Map, Value as Json};
 use crate::error::InputError;
 use crate::template::{parse_bool, Scope, Shared, Templates};
 use crate::yamlpos::Pos;
+use data::Data;
+pub use data::Loc;
 pub use data::Located;
-use data::{Data, Loc};
 
 pub use pattern::closest;
 
@@ -304,6 +305,11 @@ impl Inventory {
     }
 
     /// An error about variable `field` of `host`, at the place it was set.
+    /// Where `host`'s variable `var` was written, if in the inventory.
+    pub fn var_loc<'h>(&self, host: &'h Host, var: &str) -> Option<&'h Loc> {
+        host.locs.get(var)
+    }
+
     pub fn field_error(&self, host: &Host, field: &str, msg: String) -> InputError {
         match host.locs.get(field).or(host.loc.as_ref()) {
             Some(l) => l.error(msg),

@@ -64,7 +64,8 @@ pub struct PlanEnv<'a> {
     pub downloads: &'a HashMap<String, Vec<u8>>,
     /// Local files, read before connecting.
     pub files: &'a LocalFiles,
-    /// Runner identities registration settled, by config.toml path.
+    /// Runner identities registration settled, by config.toml path and
+    /// runner name ([`RunnerSettings::key`]).
     pub runners: &'a HashMap<String, Settled>,
 }
 
@@ -72,10 +73,7 @@ pub struct PlanEnv<'a> {
 /// fail?" before anything is registered. A plan made with them is never
 /// executed.
 pub fn trial_runners(registrations: &[RunnerSettings]) -> HashMap<String, Settled> {
-    registrations
-        .iter()
-        .map(|r| (r.config.clone(), Settled { identity: crate::gitlab::runner::Identity::placeholder(), change: None }))
-        .collect()
+    registrations.iter().map(|r| (r.key(), Settled { identity: crate::gitlab::runner::Identity::placeholder(), change: None })).collect()
 }
 
 /// Plan `program` against `facts`.

@@ -62,9 +62,13 @@ pub trait Action: std::fmt::Debug + Send + Sync {
     fn local_files(&self) -> Vec<PathBuf> {
         Vec::new()
     }
-    /// The runner this action registers in GitLab, if it is one.
-    fn runner(&self) -> Option<&RunnerSettings> {
-        None
+    /// The runners this action registers in GitLab (or deletes there).
+    fn runners(&self) -> &[RunnerSettings] {
+        &[]
+    }
+    /// Notices for the end of the run (a privileged socket runner).
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -98,8 +102,9 @@ pub struct ParseCtx<'a> {
     pub vars: &'a Scope<'a>,
     /// The playbook's folder: `src` of `copy` is looked up in `files/` there.
     pub base_dir: &'a Path,
-    /// What registration settled for each runner, by config.toml path
-    /// (empty before connecting and when registration did not happen).
+    /// What registration settled for each runner, by
+    /// [`RunnerSettings::key`] (config.toml path and runner name; empty
+    /// before connecting and when registration did not happen).
     pub runners: &'a HashMap<String, Settled>,
 }
 

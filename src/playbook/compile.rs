@@ -71,6 +71,8 @@ impl Playbook {
                 // Handlers run when notified, whatever the tags.
                 for t in list.iter().filter(|t| is_handler || env.tags.runs(&t.tags)) {
                     let task_env = TaskEnv {
+                        inv: env.inv,
+                        host: h,
                         play_vars: &play_vars,
                         play_shared: &play_shared,
                         groups: &groups,
@@ -213,13 +215,19 @@ impl Playbook {
                 Some(f) => (format!("{mpath}.{f}"), format!("{mname}.{f}")),
                 None => (mpath.clone(), mname.to_string()),
             };
+            if let Some(err) = env.inv_error(t, &e) {
+                return err.hint(format!("it is the argument `{field}` of the task at {}", self.location(&t.path)));
+            }
             self.err(&p, e.message.clone()).field(field)
         })?;
         action.probes(env.diff, &mut program.probes);
         program.downloads.extend(action.downloads());
         program.local_files.extend(action.local_files());
-        if let Some(r) = action.runner() {
-            program.registrations.push(r.clone());
+        program.registrations.extend(action.runners().iter().cloned());
+        for n in action.notices() {
+            if !program.notices.contains(&n) {
+                program.notices.push(n);
+            }
         }
         host_task.args = early;
         Ok(host_task)
@@ -228,6 +236,8 @@ impl Playbook {
 
 /// What compiling one task needs.
 struct TaskEnv<'a> {
+    inv: &'a Inventory,
+    host: &'a crate::inventory::Host,
     play_vars: &'a Arc<Vars>,
     play_shared: &'a Arc<Shared>,
     groups: &'a Shared,
@@ -235,6 +245,27 @@ struct TaskEnv<'a> {
     placeholder: &'a Vars,
     templates: &'a Templates,
     diff: bool,
+}
+
+impl TaskEnv<'_> {
+    /// An argument written as one inventory variable (`"{{ runners }}"`,
+    /// `"{{ x | default(..) }}"`): its error points where the variable was
+    /// written, with the path below it (`all.vars.runners[1].docker.memory`).
+    fn inv_error(&self, t: &Task, e: &crate::plan::module::ArgError) -> Option<InputError> {
+        let field = e.field.as_deref()?;
+        let arg_end = field.find(['.', '[']).unwrap_or(field.len());
+        let (arg, below) = field.split_at(arg_end);
+        let raw = t.args.get(arg)?.as_str()?.trim();
+        let inner = raw.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+        let name_end = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
+        let (var, rest) = inner.split_at(name_end);
+        if var.is_empty() || !(rest.trim().is_empty() || rest.trim_start().starts_with('|')) || t.vars.contains_key(var) {
+            return None;
+        }
+        let loc = self.inv.var_loc(self.host, var)?;
+        let path = if loc.path.is_empty() { var.to_string() } else { loc.path.clone() };
+        Some(InputError::new(e.message.clone()).in_file(&loc.file).at(loc.pos).field(format!("{path}{below}")))
+    }
 }
 
 #[cfg(test)]

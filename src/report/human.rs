@@ -241,6 +241,11 @@ impl Reporter for Human {
             Event::Warning { host, msg } => {
                 self.line(&format!("{}: [{host}] {msg}", self.paint("warning", "35")));
             }
+            Event::Note { host, msg } => {
+                if self.verbose >= 1 {
+                    self.line(&format!("note: [{host}] {msg}"));
+                }
+            }
             Event::Recap { hosts } => {
                 if let Some(mp) = &self.mp {
                     let _ = mp.clear();

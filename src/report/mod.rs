@@ -171,6 +171,11 @@ pub enum Event {
         host: String,
         msg: String,
     },
+    /// Something worth knowing at `-v` (runners bootstrap leaves alone).
+    Note {
+        host: String,
+        msg: String,
+    },
     Recap {
         hosts: BTreeMap<String, Counts>,
     },
@@ -239,6 +244,7 @@ mod tests {
             },
             Event::HostEnd { host: "h".into(), status: HostStatus::Ok, round_trips: 1, elapsed_ms: 1, msg: some("m") },
             Event::Warning { host: "h".into(), msg: "w".into() },
+            Event::Note { host: "h".into(), msg: "n".into() },
             Event::Recap { hosts: BTreeMap::new() },
         ]
     }

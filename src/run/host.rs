@@ -16,8 +16,8 @@ use super::options::Mode;
 use super::prepare::HostJob;
 use super::{unregister, verify};
 use crate::gitlab::registration::{self, Request};
-use crate::gitlab::runner::{read_existing, SYSTEM_ID_PATH};
-use crate::gitlab::{pending, Secrets, Settled};
+use crate::gitlab::runner::{read_named, runner_tokens, SYSTEM_ID_PATH};
+use crate::gitlab::{config_toml, pending, Secrets, Settled};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::LocalFiles;
 use crate::plan::{plan_host, probe, trial_runners, PlanEnv};
@@ -88,9 +88,9 @@ pub async fn run_host(job: HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Even
 /// The host could not be reached. A dead host can still be unregistered:
 /// by name, in GitLab.
 async fn not_connected(job: &HostJob, sh: &Shared, tx: &mpsc::UnboundedSender<Event>, why: &str, counts: &mut Counts) -> End {
-    if let (Mode::Unregister, Some(reg)) = (sh.mode, job.program.as_ref().and_then(|p| p.registrations.first())) {
+    if let (Mode::Unregister, Some(p)) = (sh.mode, job.program.as_ref().filter(|p| !p.registrations.is_empty())) {
         if sh.secrets.api.is_some() {
-            let (c, failed) = unregister::unregister_gone(reg, &sh.secrets, &job.name, tx).await;
+            let (c, failed) = unregister::unregister_gone(&p.registrations, &sh.secrets, &job.name, tx).await;
             *counts = c;
             let msg = Some(format!("host unreachable ({why}); the runner was handled in GitLab by name"));
             return End { status: if failed { HostStatus::Failed } else { HostStatus::Ok }, msg };
@@ -114,7 +114,11 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
         Err(end) => return end,
     };
     if sh.mode == Mode::Facts {
-        ctx.send(Event::Facts { host: job.name.clone(), facts: serde_json::to_value(&facts).unwrap_or_default() });
+        let mut value = serde_json::to_value(&facts).unwrap_or_default();
+        if let (Some(p), Some(obj)) = (&job.program, value.as_object_mut()) {
+            obj.insert("gitlab_runner_config".into(), runner_listing(p, &facts));
+        }
+        ctx.send(Event::Facts { host: job.name.clone(), facts: value });
         counts.ok = 1;
         return End { status: HostStatus::Ok, msg: None };
     }
@@ -126,7 +130,7 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
     }
     // Tokens the host holds are secrets from now on.
     for r in &program.registrations {
-        if let Some(t) = config_text(&facts, &r.config).and_then(|t| read_existing(&t, &r.url).token) {
+        for t in config_text(&facts, &r.config).map(|t| runner_tokens(&t)).unwrap_or_default() {
             sh.redactor.add(&t);
         }
     }
@@ -141,16 +145,27 @@ async fn connected(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>, counts: &mut C
                 Err(e) => transport_end(&e),
             }
         }
-        Mode::Unregister => match program.registrations.first() {
-            Some(reg) => {
-                let ex = unregister::unregister(ctx, &facts, reg, &sh.secrets).await;
-                *counts = ex.counts;
-                finish(counts, ex.lost, ex.failed, ex.msg)
-            }
-            None => End::failed("the playbook registers no runner: nothing to unregister"),
-        },
+        Mode::Unregister if program.registrations.is_empty() => End::failed("the playbook registers no runner: nothing to unregister"),
+        Mode::Unregister => {
+            let ex = unregister::unregister(ctx, &facts, &program.registrations, &sh.secrets).await;
+            *counts = ex.counts;
+            finish(counts, ex.lost, ex.failed, ex.msg)
+        }
         _ => apply(program, &facts, sh, ctx, counts).await,
     }
+}
+
+/// The runners of each config.toml the program manages: those it was told
+/// about, and the others (registered by hand), left as they are.
+fn runner_listing(program: &crate::plan::HostProgram, facts: &Facts) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for r in &program.registrations {
+        let managed: Vec<&str> =
+            program.registrations.iter().filter(|x| x.config == r.config).map(|x| x.spec.description.as_str()).collect();
+        let unmanaged = config_text(facts, &r.config).map(|t| config_toml::unmanaged(&t, &managed)).unwrap_or_default();
+        out.insert(r.config.clone(), serde_json::json!({"managed": managed, "unmanaged": unmanaged}));
+    }
+    serde_json::Value::Object(out)
 }
 
 /// The end of a host whose tasks were counted.
@@ -223,7 +238,7 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
     let mut settled: HashMap<String, Settled> = HashMap::new();
     let mut pendings = Vec::new();
     for reg in program.registrations.iter().filter(|_| !refused) {
-        let existing = config_text(facts, &reg.config).map(|t| read_existing(&t, &reg.url)).unwrap_or_default();
+        let existing = config_text(facts, &reg.config).map(|t| read_named(&t, &reg.spec.description)).unwrap_or_default();
         let system_id = config_text(facts, SYSTEM_ID_PATH).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let req = Request {
             settings: reg,
@@ -243,10 +258,19 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
                 for w in o.warnings {
                     ctx.send(Event::Warning { host: ctx.name.to_string(), msg: w });
                 }
-                settled.insert(reg.config.clone(), o.settled);
+                settled.insert(reg.key(), o.settled);
                 pendings.extend(o.pending);
             }
             Err(e) => return End::failed(format!("runner registration: {e}; nothing was changed")),
+        }
+    }
+    if let Some(obj) = runner_listing(program, facts).as_object() {
+        for (path, l) in obj {
+            let names: Vec<&str> = l["unmanaged"].as_array().map(|a| a.iter().filter_map(|n| n.as_str()).collect()).unwrap_or_default();
+            if !names.is_empty() {
+                let msg = format!("{path}: runners not managed by bootstrap, left as they are: {}", names.join(", "));
+                ctx.send(Event::Note { host: ctx.name.to_string(), msg });
+            }
         }
     }
     // The plan: local and pure. Without registration, a runner task fails

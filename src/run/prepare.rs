@@ -178,6 +178,10 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
             }
             _ => None,
         };
+        // A runner's token from the inventory is a secret.
+        for t in program.iter().flat_map(|p| p.registrations.iter().filter_map(|r| r.token.as_deref())) {
+            redactor.add(t);
+        }
         let wants_become = match &program {
             Some(p) => p.r#become,
             // ping and facts check become whenever it would be used.
@@ -319,6 +323,10 @@ fn check_secrets(opts: &Options, hosts: &[HostJob], secrets: &Secrets, errors: &
     }
     for r in hosts.iter().flat_map(|h| h.program.iter().flat_map(|p| p.registrations.iter())) {
         let reg = r.registration;
+        // A token of its own (from the inventory), or nothing to create.
+        if r.absent || r.token.is_some() {
+            continue;
+        }
         if secrets.get(reg).is_none() {
             let e =
                 InputError::new(format!("environment variable {} is not set: it must hold {}", reg.env_var(), reg.secret_description()))
