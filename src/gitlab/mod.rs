@@ -11,6 +11,7 @@ pub mod config_toml;
 pub mod pending;
 pub mod registration;
 pub mod runner;
+pub mod shared;
 pub mod unregister;
 
 pub use registration::Secrets;

@@ -14,57 +14,10 @@
 
 use std::path::PathBuf;
 
-use super::api::{Client, Created, GitlabError, Listed};
+use super::api::{Client, Created};
 use super::pending::{self, Pending};
 use super::runner::{now_rfc3339, Existing, Identity, Registration, RunnerSettings, Settled};
-
-/// The secrets registration may use, read from the environment.
-#[derive(Clone, Default)]
-pub struct Secrets {
-    pub api: Option<String>,
-    pub runner: Option<String>,
-    pub legacy: Option<String>,
-}
-
-impl Secrets {
-    pub fn from_env() -> Secrets {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Secrets {
-            api: get(Registration::Api.env_var()),
-            runner: get(Registration::Token.env_var()),
-            legacy: get(Registration::Legacy.env_var()),
-        }
-    }
-
-    pub fn get(&self, r: Registration) -> Option<&str> {
-        match r {
-            Registration::Api => self.api.as_deref(),
-            Registration::Token => self.runner.as_deref(),
-            Registration::Legacy => self.legacy.as_deref(),
-        }
-    }
-
-    /// Every secret that is set, for the redactor.
-    pub fn values(&self) -> impl Iterator<Item = &str> {
-        [&self.api, &self.runner, &self.legacy].into_iter().flatten().map(String::as_str)
-    }
-}
-
-/// Why a runner could not be settled.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RegistrationError {
-    /// GitLab refused or failed; the message says what to check.
-    #[error(transparent)]
-    Gitlab(#[from] GitlabError),
-    /// A secret this registration needs is not set.
-    #[error("{0} is not set")]
-    MissingSecret(&'static str),
-    #[error("{0}")]
-    Refused(String),
-    /// A runner exists in GitLab but its token could not be kept.
-    #[error("{0}")]
-    Controller(String),
-}
+pub use super::shared::{same_named, RegistrationError, Secrets};
 
 /// One runner of one host to settle.
 pub struct Request<'a> {
@@ -91,14 +44,6 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// Secrets learnt on the way (tokens read or created), to be masked.
     pub secrets: Vec<String>,
-}
-
-/// Runners in GitLab named like this host's, with its first tag, other
-/// than `keep`: what `--replace` deletes.
-pub async fn same_named(client: &Client, s: &RunnerSettings, token: &str, keep: Option<u64>) -> Result<Vec<Listed>, GitlabError> {
-    let tag = s.spec.tag_list.first().cloned().unwrap_or_default();
-    let listed = client.list_runners(Registration::Api.env_var(), token, &s.list_scope(), &tag).await?;
-    Ok(listed.into_iter().filter(|r| r.description == s.spec.description && Some(r.id) != keep).collect())
 }
 
 /// Decide the identity of a host's runner (see the module docs). A runner

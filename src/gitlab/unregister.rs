@@ -2,8 +2,8 @@
 //! (by its token, else by id, else by name) and checking its token.
 
 use super::api::Client;
-use super::registration::{same_named, RegistrationError, Secrets};
 use super::runner::{Registration, RunnerSettings};
+use super::shared::{same_named, RegistrationError, Secrets};
 
 /// What was done in GitLab, for the report.
 pub struct Deleted {
