@@ -51,8 +51,9 @@ fn verify_shows_each_check_and_warns_about_a_loosened_runner() {
 
     // Loosened by hand: untagged jobs, unlocked, config.toml readable by all.
     h.read(
-        "sed -i 's/^  executor = \"docker\"$/  executor = \"docker\"\\n  run_untagged = true\\n  locked = false/' /etc/gitlab-runner/config.toml \
-         && chmod 0644 /etc/gitlab-runner/config.toml && grep -q '^  locked = false' /etc/gitlab-runner/config.toml",
+        // Whatever the file's indentation: the keys go into the runner's own table.
+        "sed -i 's/^\\( *\\)executor = \"docker\"$/\\1executor = \"docker\"\\n\\1run_untagged = true\\n\\1locked = false/' /etc/gitlab-runner/config.toml \
+         && chmod 0644 /etc/gitlab-runner/config.toml && grep -q '^ *locked = false' /etc/gitlab-runner/config.toml",
     );
     let v = run(&f, &gitlab, &["verify", "hosts.yml"]);
     assert_eq!(v.code, 0, "warnings alone do not fail verify:\n{}", v.all());
