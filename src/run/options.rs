@@ -202,10 +202,6 @@ struct Build {
     serial: Option<Serial>,
 }
 
-fn common_box(c: CommonArgs) -> Box<CommonArgs> {
-    Box::new(c)
-}
-
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -258,7 +254,7 @@ impl Options {
                 return Err(InputError::new("this command works on no host (it is handled before any run)"))
             }
         };
-        let mut o = Options::build(Build { mode, common: *common_box(common), playbook, diff, replace, serial }, cfg)?;
+        let mut o = Options::build(Build { mode, common, playbook, diff, replace, serial }, cfg)?;
         o.tags = TagFilter { only: select.tags, skip: select.skip_tags };
         o.strict = strict;
         o.list_hosts = select.list_hosts;
