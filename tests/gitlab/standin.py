@@ -136,12 +136,18 @@ class State:
             return "stale"
         return "never_contacted" if c is None else "offline"
 
+    def expiry(self):
+        secs = self.opts.token_expires_in
+        return None if secs is None else time.time() + secs
+
     def by_token(self, token):
+        """The runner of a current (not expired) token."""
         if not token:
             return None
         for r in self.runners.values():
             if secrets.compare_digest(r["token"], str(token)):
-                return r
+                exp = r.get("token_expires_at")
+                return None if exp is not None and exp < time.time() else r
         return None
 
     def create(self, params, runner_type, scope_id, how, creator, token_prefix):
@@ -163,6 +169,7 @@ class State:
         info = params.get("info") if isinstance(params.get("info"), dict) else {}
         r = {
             "id": self.next_id, "token": new_token(token_prefix), "runner_type": runner_type,
+            "token_expires_at": self.expiry(),
             "group_id": scope_id if runner_type == "group_type" else None,
             "project_id": scope_id if runner_type == "project_type" else None,
             "description": str(params.get("description") or ""), "tag_list": tags,
@@ -199,7 +206,7 @@ class State:
         runners = []
         for r in sorted(self.runners.values(), key=lambda r: r["id"]):
             x = {k: v for k, v in r.items() if k not in ("managers", "info")}
-            x.update(created_at=iso(r["created_at"]), contacted_at=iso(r["contacted_at"]),
+            x.update(created_at=iso(r["created_at"]), contacted_at=iso(r["contacted_at"]), token_expires_at=iso(r["token_expires_at"]),
                      status=self.status(r, now), info=r["info"],
                      managers=[{"system_id": s, "contacts": m["contacts"], "contacted_at": iso(m["contacted_at"])}
                                for s, m in r["managers"].items()])
@@ -283,6 +290,7 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self, method):
         t0, st, path = time.time(), self.state, urlsplit(self.path).path
         self.status_sent = None
+        self.fault_after = None
         try:
             path, params = self.read_params()
             if path.startswith("/api/") and self.apply_fault(method, path):
@@ -293,6 +301,16 @@ class Handler(BaseHTTPRequestHandler):
             fn, args = route
             with st.lock:
                 status, body, headers = fn(params, *args)
+            after = getattr(self, "fault_after", None)
+            if after is not None:  # done, but the answer is lost on its way (a proxy's 502, a dropped connection)
+                self.fault_after = None
+                if after.get("close"):
+                    self.close_connection = True
+                    self.status_sent = "closed"
+                    return
+                self.send(int(after.get("status", 502)), after.get("body", {"message": "502 Bad Gateway (injected after the request was done)"}),
+                          after.get("headers"))
+                return
             self.send(status, body, headers)
         except ApiError as e:
             self.send(e.status, e.body)
@@ -323,6 +341,9 @@ class Handler(BaseHTTPRequestHandler):
             st.faults[:] = [x for x in st.faults if x["count"] > 0]
         if f.get("delay"):
             time.sleep(float(f["delay"]))
+        if f.get("after"):
+            self.fault_after = f  # the request is done first; then this answer replaces GitLab's
+            return False
         if f.get("close"):
             self.close_connection = True
             self.status_sent = "closed"
@@ -412,7 +433,7 @@ class Handler(BaseHTTPRequestHandler):
         elif not tok["admin"]:
             raise ApiError(403, {"message": "403 Forbidden - Insufficient permissions"})
         r = self.state.create(params, rtype, scope_id, "user_runners", tok["name"], "glrt-")
-        return 201, {"id": r["id"], "token": r["token"], "token_expires_at": None}, None
+        return 201, {"id": r["id"], "token": r["token"], "token_expires_at": iso(r["token_expires_at"])}, None
 
     def register_legacy(self, params):
         if not params.get("token"):
@@ -424,19 +445,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.state.opts.legacy_disabled:
             raise ApiError(410, {"message": "410 Gone - runner registration disallowed"})
         r = self.state.create(params, reg["type"], reg["id"], "legacy", None, "")
-        return 201, {"id": r["id"], "token": r["token"], "token_expires_at": None}, None
+        return 201, {"id": r["id"], "token": r["token"], "token_expires_at": iso(r["token_expires_at"])}, None
 
     def verify(self, params):
         r = self.runner_by_token(params)
         if params.get("system_id"):
             r["managers"].setdefault(str(params["system_id"]), {"contacts": 0, "contacted_at": None})
-        return 200, {"id": r["id"], "token": r["token"], "token_expires_at": None}, None
+        return 200, {"id": r["id"], "token": r["token"], "token_expires_at": iso(r["token_expires_at"])}, None
 
     def reset_token(self, params):
         r = self.runner_by_token(params)
         r["token"] = new_token("glrt-" if r["registration"] == "user_runners" else "")
         r["token_rotations"] += 1
-        return 201, {"token": r["token"], "token_expires_at": None}, None
+        r["token_expires_at"] = self.state.expiry()
+        return 201, {"token": r["token"], "token_expires_at": iso(r["token_expires_at"])}, None
 
     def delete_by_token(self, params):
         r = self.runner_by_token(params)
@@ -465,10 +487,13 @@ class Handler(BaseHTTPRequestHandler):
         return 200, self.state.details(r, time.time()), None
 
     def delete_by_id(self, params, rid):
-        self.user(params, ["api", "manage_runner"])
-        r = self.state.runners.pop(rid, None)
+        tok = self.user(params, ["api", "manage_runner"])
+        r = self.state.runners.get(rid)
         if r is None:
             raise ApiError(404, {"message": "404 Runner Not Found"})
+        if r["runner_type"] == "instance_type" and not tok["admin"]:  # upstream: only an admin may
+            raise ApiError(403, {"message": "403 Forbidden"})
+        del self.state.runners[rid]
         self.state.deleted.append({"id": r["id"], "description": r["description"], "how": "id"})
         return 204, None, None
 
@@ -496,6 +521,15 @@ class Handler(BaseHTTPRequestHandler):
         total, pages = len(out), max((len(out) + per_page - 1) // per_page, 1)
         headers = {"X-Total": total, "X-Total-Pages": pages, "X-Page": page, "X-Per-Page": per_page,
                    "X-Next-Page": page + 1 if page < pages else "", "X-Prev-Page": page - 1 if page > 1 else ""}
+        base = f"http://{self.headers.get('Host', 'localhost')}{urlsplit(self.path).path}"
+        keep = [(k, v) for k, v in params.items() if k not in ("page", "private_token") and isinstance(v, (str, int))]
+        def link(p, rel):
+            q = "&".join(f"{k}={v}" for k, v in keep + [("page", p)])
+            return f'<{base}?{q}>; rel="{rel}"'
+        links = [link(page + 1, "next")] if page < pages else []
+        links += [link(page - 1, "prev")] if page > 1 else []
+        links += [link(1, "first"), link(pages, "last")]
+        headers["Link"] = ", ".join(links)
         return 200, out[(page - 1) * per_page: page * per_page], headers
 
     def list_all(self, params):
@@ -509,18 +543,32 @@ class Handler(BaseHTTPRequestHandler):
         return self.listing(params, [r for r in self.state.runners.values()
                                      if r["runner_type"] != "instance_type" and r["created_by"] == tok["name"]])
 
+    def group_chain(self, gid):
+        """The group and its ancestors."""
+        chain, seen = [], set()
+        while gid is not None and gid not in seen:
+            chain.append(gid)
+            seen.add(gid)
+            gid = self.state.opts.group_parent.get(gid)
+        return chain
+
     def list_group(self, params, gid):
+        # Upstream: the group's runners, its ancestor groups' and the instance's.
         self.user(params, ["api", "read_api", "manage_runner"])
         if not self.check_scope_id("group", gid):
             raise ApiError(404, {"message": "404 Group Not Found"})
+        chain = self.group_chain(gid)
         return self.listing(params, [r for r in self.state.runners.values() if r["runner_type"] == "instance_type"
-                                     or r["group_id"] == gid])
+                                     or (r["runner_type"] == "group_type" and r["group_id"] in chain)])
 
     def list_project(self, params, pid):
+        # Upstream: the project's runners, its groups' (with ancestors) and the instance's.
         self.user(params, ["api", "read_api", "manage_runner"])
         if not self.check_scope_id("project", pid):
             raise ApiError(404, {"message": "404 Project Not Found"})
+        chain = self.group_chain(self.state.opts.project_group.get(pid))
         return self.listing(params, [r for r in self.state.runners.values() if r["runner_type"] == "instance_type"
+                                     or (r["runner_type"] == "group_type" and r["group_id"] in chain)
                                      or r["project_id"] == pid])
 
     # --- test controls --------------------------------------------------------------------------------
@@ -552,6 +600,15 @@ def parse_token(spec):
     return {"name": name, "value": value, "scopes": scopes - {"admin"}, "admin": "admin" in scopes}
 
 
+def parse_scope(spec):
+    """ID or ID:PARENT (both integers)."""
+    a, _, b = spec.partition(":")
+    try:
+        return int(a), (int(b) if b else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants ID[:PARENT], got {spec!r}")
+
+
 def parse_registration_token(spec):
     """VALUE[:instance_type | :group_type:ID | :project_type:ID]"""
     parts = spec.split(":")
@@ -571,13 +628,19 @@ def main():
                     metavar="VALUE[:TYPE[:ID]]", help="legacy registration token (repeatable)")
     ap.add_argument("--legacy-disabled", action="store_true",
                     help="POST /api/v4/runners answers 410 Gone (upstream default since 17.0)")
-    ap.add_argument("--group", action="append", type=int, default=[],
-                    help="an existing group id (repeatable; none given: every id exists)")
-    ap.add_argument("--project", action="append", type=int, default=[],
-                    help="an existing project id (repeatable; none given: every id exists)")
+    ap.add_argument("--group", action="append", type=parse_scope, default=[], metavar="ID[:PARENT]",
+                    help="an existing group id, in group PARENT (repeatable; none given: every id exists)")
+    ap.add_argument("--project", action="append", type=parse_scope, default=[], metavar="ID[:GROUP]",
+                    help="an existing project id, in group GROUP (repeatable; none given: every id exists)")
+    ap.add_argument("--token-expires-in", type=float, default=None, metavar="SECONDS",
+                    help="runner tokens expire this long after they are made (upstream: runner_token_expiration_interval)")
     ap.add_argument("--online-seconds", type=float, default=7200,
                     help="a runner is online if it asked for a job this recently (upstream: 2 h)")
     opts = ap.parse_args()
+    # ID -> parent group (None: top level); a later --group/--project of an id wins.
+    opts.group_parent = {i: p for i, p in opts.group}
+    opts.project_group = {i: g for i, g in opts.project}
+    opts.group, opts.project = list(opts.group_parent), list(opts.project_group)
 
     host, _, port = opts.listen.rpartition(":")
     Handler.state = State(opts)
