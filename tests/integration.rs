@@ -11,6 +11,7 @@ mod engine;
 mod faults;
 mod hosts;
 mod lifecycle;
+mod registration;
 mod runner;
 mod runners;
 mod secrets;

@@ -10,6 +10,14 @@
 //! entry (a runner registered by hand) is kept as it is. Managed entries
 //! the file does not hold yet are appended in the order given.
 //!
+//! The host's file is compared as parsed data, never as bytes: when
+//! gitlab-runner rotates its token it re-encodes the whole file (comments
+//! gone, its own key order, bare datetimes, zero-valued defaults written
+//! out: `connection_max_age`, `[runners.custom_build_dir]`, an empty
+//! `[runners.cache]` with `MaxUploadedArchiveSize = 0`, the docker
+//! executor's `false`/`0` fields). [`same_config`] treats such a file as
+//! converged, so bootstrap does not rewrite it on every apply.
+//!
 //! Pure functions over `toml::Table`s; nothing here reads a host.
 
 use serde_json::Value as Json;
@@ -42,6 +50,8 @@ pub struct Desired {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Merged {
     pub text: String,
+    /// The file as data.
+    pub doc: Table,
     /// Names of the `[[runners]]` entries bootstrap does not manage.
     pub unmanaged: Vec<String>,
 }
@@ -102,7 +112,70 @@ pub fn merge(existing: Option<&str>, desired: &Desired) -> Result<Merged, String
     let body = toml::to_string(&doc).map_err(|e| format!("config.toml could not be written as TOML: {e}"))?;
     let text = format!("{HEADER}{body}");
     toml::from_str::<Table>(&text).map_err(|e| format!("config.toml would not be valid TOML: {}", e.message()))?;
-    Ok(Merged { text, unmanaged })
+    Ok(Merged { text, doc, unmanaged })
+}
+
+/// Parse a host's config.toml; the error names the line.
+pub fn parse(text: &str) -> Result<Table, String> {
+    toml::from_str::<Table>(text).map_err(|e| match e.span() {
+        Some(span) => {
+            let line = text.get(..span.start).map(|t| t.matches('\n').count() + 1).unwrap_or(1);
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    })
+}
+
+/// Values gitlab-runner writes out for settings nobody set, that are not
+/// zero values.
+const RUNNER_DEFAULTS: &[(&str, &str)] = &[("connection_max_age", "15m0s"), ("session_timeout", "1800")];
+
+/// Whether a value is what gitlab-runner writes for a setting nobody set:
+/// a zero value (`0`, `false`, `""`, `[]`), a table of such values (or an
+/// empty one), or one of [`RUNNER_DEFAULTS`].
+fn is_default(key: &str, v: &Value) -> bool {
+    let known = RUNNER_DEFAULTS.iter().any(|(k, d)| *k == key && scalar_text(v).as_deref() == Some(*d));
+    known
+        || match v {
+            Value::Integer(0) | Value::Boolean(false) => true,
+            Value::Float(f) => *f == 0.0,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Table(t) => t.iter().all(|(k, x)| is_default(k, x)),
+            _ => false,
+        }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Integer(i) => Some(i.to_string()),
+        Value::Datetime(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether the host's file `have` is what bootstrap would write (`want`)
+/// as gitlab-runner reads it: same settings, whatever the layout, key
+/// order or comments; a key only one side has counts only when it is not
+/// a default (see [`is_default`]); a datetime equals its text.
+pub fn same_config(have: &Table, want: &Table) -> bool {
+    let keys: std::collections::BTreeSet<&String> = have.keys().chain(want.keys()).collect();
+    keys.into_iter().all(|k| match (have.get(k), want.get(k)) {
+        (Some(h), Some(w)) => same_value(h, w),
+        (Some(x), None) | (None, Some(x)) => is_default(k, x),
+        (None, None) => true,
+    })
+}
+
+fn same_value(h: &Value, w: &Value) -> bool {
+    match (h, w) {
+        (Value::Table(a), Value::Table(b)) => same_config(a, b),
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y)),
+        (Value::Datetime(_), Value::String(_)) | (Value::String(_), Value::Datetime(_)) => scalar_text(h) == scalar_text(w),
+        (Value::Integer(i), Value::Float(f)) | (Value::Float(f), Value::Integer(i)) => (*i as f64) == *f,
+        _ => h == w,
+    }
 }
 
 /// Merge `from` into `into`: tables key by key, anything else replaced.
@@ -201,6 +274,44 @@ mod tests {
         }
         let none = Desired { global: table("concurrent = 1\n"), runners: vec![] };
         assert!(table(&merge(None, &none).unwrap().text).get("runners").is_none());
+    }
+
+    /// The file bootstrap wrote, as gitlab-runner saves it after rotating
+    /// its token: re-encoded, defaults written out.
+    const REENCODED: &str = "concurrent = 2\ncheck_interval = 3\nconnection_max_age = \"15m0s\"\nshutdown_timeout = 0\n\n[session_server]\n  session_timeout = 1800\n\n[[runners]]\n  name = \"socket\"\n  token = \"glrt-socket\"\n  token_obtained_at = 2026-04-22T08:07:35Z\n  executor = \"docker\"\n  [runners.custom_build_dir]\n  [runners.cache]\n    MaxUploadedArchiveSize = 0\n    [runners.cache.s3]\n    [runners.cache.gcs]\n    [runners.cache.azure]\n  [runners.docker]\n    tls_verify = false\n    image = \"docker:cli\"\n    privileged = false\n    disable_cache = false\n    volumes = [\"/var/run/docker.sock:/var/run/docker.sock\", \"/cache\"]\n    shm_size = 0\n    network_mtu = 0\n";
+
+    #[test]
+    fn a_file_gitlab_runner_re_encoded_is_converged() {
+        let desired = Desired {
+            global: table("concurrent = 2\ncheck_interval = 3\n"),
+            runners: vec![managed(
+                "socket",
+                "token_obtained_at = 2026-04-22T08:07:35Z\nexecutor = \"docker\"\n[docker]\nimage = \"docker:cli\"\nvolumes = [\"/var/run/docker.sock:/var/run/docker.sock\", \"/cache\"]\n",
+            )],
+        };
+        let want = merge(Some(REENCODED), &desired).unwrap().doc;
+        assert!(same_config(&table(REENCODED), &want));
+        // A real difference still counts, on either side and at any depth.
+        for (from, to) in [
+            ("privileged = false", "privileged = true"),
+            ("concurrent = 2", "concurrent = 3"),
+            ("shm_size = 0", "shm_size = 1"),
+            ("connection_max_age = \"15m0s\"", "connection_max_age = \"1m0s\""),
+            ("\"/cache\"]", "\"/cache\", \"/x\"]"),
+            ("token_obtained_at = 2026-04-22T08:07:35Z", "token_obtained_at = 2026-04-22T08:07:36Z"),
+        ] {
+            let changed = REENCODED.replace(from, to);
+            assert_ne!(changed, REENCODED);
+            assert!(!same_config(&table(&changed), &want), "{to} must count as drift");
+        }
+        let without = REENCODED.replace("    image = \"docker:cli\"\n", "");
+        assert!(!same_config(&table(&without), &want), "a key bootstrap sets and the file lacks counts");
+    }
+
+    #[test]
+    fn a_broken_file_names_its_line() {
+        assert_eq!(parse("a = 1\nb = [\n").unwrap_err().split(':').next(), Some("line 2"));
+        assert!(parse("a = 1\n").is_ok());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 
-use super::api::{Client, Created};
+use super::api::{Client, Created, Verdict};
 use super::pending::{self, Pending};
 use super::runner::{now_rfc3339, Existing, Identity, Registration, RunnerSettings, Settled};
 pub use super::shared::{same_named, RegistrationError, Secrets};
@@ -117,6 +117,37 @@ async fn settle_absent(req: &Request<'_>) -> Result<Outcome, RegistrationError> 
     Ok(outcome(none, Some(change), None, learnt))
 }
 
+/// A valid token's verdict may carry a note for the user.
+fn with_note(mut out: Outcome, v: &Verdict) -> Outcome {
+    if let Verdict::ManagerRefused(msg) = v {
+        out.warnings.push(msg.clone());
+    }
+    out
+}
+
+/// The host holds a valid token and a pending one is saved: the pending
+/// file goes. If it is another runner's (created by a run whose host got
+/// another token after all), that runner can never be used: deleted by its
+/// token, so none is orphaned.
+async fn drop_pending(client: &Client, path: &std::path::Path, p: &Pending, held: &str, req: &Request<'_>) -> Vec<String> {
+    if req.check {
+        return Vec::new();
+    }
+    if p.token != held {
+        match client.delete_by_token(&p.token).await {
+            Ok(_) => {}
+            Err(e) => {
+                return vec![format!(
+                    "runner id {} was created by an earlier run and never used; deleting it failed ({e}): delete it in GitLab",
+                    p.id
+                )]
+            }
+        }
+    }
+    pending::forget(path);
+    Vec::new()
+}
+
 fn outcome(identity: Identity, change: Option<String>, pending: Option<PathBuf>, secrets: Vec<String>) -> Outcome {
     Outcome { settled: Settled { identity, change }, pending, warnings: Vec::new(), secrets }
 }
@@ -138,39 +169,57 @@ async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
             let id = Identity::new(given, existing.id, &obtained, existing.token_expires_at.as_deref());
             return Ok(outcome(id, None, None, learnt));
         }
-        return match client.verify(given, system_id).await? {
-            Some(exp) => Ok(outcome(
-                Identity::new(given, None, &now_rfc3339(), exp.as_deref()),
-                Some(format!("use the runner token from {source} for `{desc}`")),
-                None,
-                learnt,
+        let verdict = client.verify(given, system_id).await?;
+        return match &verdict {
+            v if v.is_valid() => Ok(with_note(
+                outcome(
+                    Identity::new(given, None, &now_rfc3339(), v.expires_at().as_deref()),
+                    Some(format!("use the runner token from {source} for `{desc}`")),
+                    None,
+                    learnt,
+                ),
+                &verdict,
             )),
-            None => Err(RegistrationError::Refused(format!(
+            _ => Err(RegistrationError::Refused(format!(
                 "GitLab at {} does not accept the runner token in {source} (403): is it a current glrt- token of this instance?",
                 s.url
             ))),
         };
     }
+    let pending_path = pending::path(&s.url, req.host, desc);
+    let saved = pending::load(&pending_path);
+    learnt.extend(saved.iter().map(|p| p.token.clone()));
     // The host's own token, if GitLab still knows it.
     if let Some(t) = &existing.token {
-        if let Some(exp) = client.verify(t, system_id).await? {
+        let verdict = client.verify(t, system_id).await?;
+        if verdict.is_valid() {
             let obtained = existing.token_obtained_at.clone().unwrap_or_else(now_rfc3339);
-            let expires = existing.token_expires_at.clone().or(exp);
-            return Ok(outcome(Identity::new(t, existing.id, &obtained, expires.as_deref()), None, None, learnt));
+            let expires = existing.token_expires_at.clone().or(verdict.expires_at());
+            let mut out = with_note(outcome(Identity::new(t, existing.id, &obtained, expires.as_deref()), None, None, learnt), &verdict);
+            if let Some(p) = saved {
+                out.warnings.extend(drop_pending(&client, &pending_path, &p, t, req).await);
+            }
+            return Ok(out);
         }
     }
     let why = if existing.token.is_some() { "GitLab no longer accepts the host's token" } else { "the host has no runner token" };
     // A runner created by an earlier run that did not reach the host.
-    let pending_path = pending::path(&s.url, req.host, desc);
-    if let Some(p) = pending::load(&pending_path) {
-        learnt.push(p.token.clone());
-        if client.verify(&p.token, system_id).await?.is_some() {
+    if let Some(p) = &saved {
+        if client.verify(&p.token, system_id).await?.is_valid() {
             let change = format!("use runner `{desc}` (id {}) created in GitLab by an earlier run that did not finish", p.id);
             let id = Identity::new(&p.token, Some(p.id), &p.token_obtained_at, p.token_expires_at.as_deref());
             return Ok(outcome(id, Some(change), Some(pending_path), learnt));
         }
+        // Stale: its runner is gone or its token dead. Make sure it is gone.
+        if !req.check {
+            if let Some(api) = req.secrets.get(Registration::Api) {
+                let _ = client.delete_by_id(Registration::Api.env_var(), api, p.id).await;
+            }
+        }
     }
-    pending::forget(&pending_path);
+    if !req.check {
+        pending::forget(&pending_path);
+    }
     let tags = s.spec.tag_list.join(",");
     if req.check {
         let change = format!("register runner `{desc}` in GitLab (tags {tags}; {why})");
@@ -178,9 +227,11 @@ async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
     }
     let var = s.registration.env_var();
     let secret = req.secrets.get(s.registration).ok_or(RegistrationError::MissingSecret(var))?;
+    // A token that may list and delete runners, to reconcile an ambiguous creation.
+    let lister = req.secrets.get(Registration::Api);
     let created: Created = match s.registration {
-        Registration::Legacy => client.register_legacy(var, secret, &s.spec).await?,
-        _ => client.create_runner(var, secret, &s.spec).await?,
+        Registration::Legacy => client.register_legacy(var, secret, &s.spec, lister).await?,
+        _ => client.create_runner(var, secret, &s.spec, lister).await?,
     };
     learnt.push(created.token.clone());
     let obtained = now_rfc3339();
@@ -196,7 +247,14 @@ async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
             created.id
         ))
     })?;
-    let change = format!("registered runner `{desc}` in GitLab: id {} (tags {tags}; {why})", created.id);
+    let mut change = format!("registered runner `{desc}` in GitLab: id {} (tags {tags}; {why})", created.id);
+    if !created.reconciled.is_empty() {
+        let ids: Vec<String> = created.reconciled.iter().map(u64::to_string).collect();
+        change.push_str(&format!(
+            "; an earlier attempt's answer was lost, so the runner(s) it made were deleted first (id {})",
+            ids.join(", ")
+        ));
+    }
     let id = Identity::new(&created.token, Some(created.id), &obtained, created.token_expires_at.as_deref());
     Ok(outcome(id, Some(change), Some(pending_path), learnt))
 }

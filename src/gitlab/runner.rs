@@ -11,8 +11,15 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
 
-/// Where gitlab-runner keeps its system id, beside its config.toml.
-pub const SYSTEM_ID_PATH: &str = "/etc/gitlab-runner/.runner_system_id";
+/// Where gitlab-runner keeps its system id: beside the config.toml it
+/// runs with (`/etc/gitlab-runner/.runner_system_id` for the default one).
+pub fn system_id_path(config: &str) -> String {
+    match config.rsplit_once('/') {
+        Some(("", _)) => "/.runner_system_id".to_string(),
+        Some((dir, _)) => format!("{dir}/.runner_system_id"),
+        None => ".runner_system_id".to_string(),
+    }
+}
 
 /// What upstream writes for "never expires".
 pub const NO_EXPIRY: &str = "0001-01-01T00:00:00Z";
@@ -90,15 +97,6 @@ impl RunnerSettings {
     /// name there.
     pub fn key(&self) -> String {
         runner_key(&self.config, &self.spec.description)
-    }
-
-    /// The GitLab API path that lists the runners of this runner's scope.
-    pub fn list_scope(&self) -> String {
-        match (self.spec.runner_type.as_str(), self.spec.group_id, self.spec.project_id) {
-            ("group_type", Some(g), _) => format!("groups/{g}/runners"),
-            ("project_type", _, Some(p)) => format!("projects/{p}/runners"),
-            _ => "runners/all".to_string(),
-        }
     }
 }
 
@@ -240,6 +238,12 @@ mod tests {
         assert_eq!(read_named(&two, "a").id, Some(42));
         assert_eq!(read_named(&two, "c"), Existing::default());
         assert_eq!(runner_tokens(&two), vec!["glrt-abc", "glrt-b"]);
+    }
+
+    #[test]
+    fn the_system_id_lives_beside_the_config_in_use() {
+        assert_eq!(system_id_path("/etc/gitlab-runner/config.toml"), "/etc/gitlab-runner/.runner_system_id");
+        assert_eq!(system_id_path("/srv/runner-b/config.toml"), "/srv/runner-b/.runner_system_id");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! environment, the error they fail with, and finding a host's runners by
 //! name in its scope.
 
-use super::api::{Client, GitlabError, Listed};
+use super::api::{Client, Details, GitlabError};
 use super::runner::{Registration, RunnerSettings};
 
 /// The secrets registration may use, read from the environment.
@@ -53,10 +53,11 @@ pub enum RegistrationError {
     Controller(String),
 }
 
-/// Runners in GitLab named like this host's, with its first tag, other
-/// than `keep`: what `--replace` deletes.
-pub async fn same_named(client: &Client, s: &RunnerSettings, token: &str, keep: Option<u64>) -> Result<Vec<Listed>, GitlabError> {
-    let tag = s.spec.tag_list.first().cloned().unwrap_or_default();
-    let listed = client.list_runners(Registration::Api.env_var(), token, &s.list_scope(), &tag).await?;
-    Ok(listed.into_iter().filter(|r| r.description == s.spec.description && Some(r.id) != keep).collect())
+/// Runners in GitLab named like this host's, with its first tag, in
+/// exactly its scope (never an ancestor group's or the instance's for a
+/// group or project runner), other than `keep`: what `--replace` deletes.
+pub async fn same_named(client: &Client, s: &RunnerSettings, token: &str, keep: Option<u64>) -> Result<Vec<Details>, GitlabError> {
+    let tags: Vec<String> = s.spec.tag_list.first().cloned().into_iter().collect();
+    let found = client.scope_runners(token, &s.spec, &tags).await?;
+    Ok(found.into_iter().filter(|r| Some(r.id) != keep).collect())
 }

@@ -54,5 +54,5 @@ pub async fn delete(s: &RunnerSettings, token: Option<&str>, id: Option<u64>, se
 
 /// Whether GitLab accepts `token` (`runners/verify`).
 pub async fn token_valid(url: &str, token: &str) -> Result<bool, RegistrationError> {
-    Ok(Client::new(url)?.verify(token, None).await?.is_some())
+    Ok(Client::new(url)?.verify(token, None).await?.is_valid())
 }

@@ -173,7 +173,7 @@ pub fn write_if_different(path: &str, content: impl Into<Arc<Vec<u8>>>, attrs: &
         Some(st) if st.sha256.as_deref() == Some(sha256_hex(&content).as_str()) => {
             attrs.differing(st).map(|d| Change::SetAttrs { path: path.to_string(), attrs: d })
         }
-        old => Some(Change::WriteFile { path: path.to_string(), content, attrs: attrs.clone(), old: old.cloned() }),
+        old => Some(Change::WriteFile { path: path.to_string(), content, attrs: attrs.clone(), old: old.cloned(), swap: false }),
     }
 }
 

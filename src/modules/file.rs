@@ -47,6 +47,7 @@ impl FileContent {
                 content: self.content.clone(),
                 attrs: self.attrs.clone(),
                 old: old.cloned(),
+                swap: false,
             }]),
         }
     }

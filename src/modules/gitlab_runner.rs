@@ -27,7 +27,7 @@ use toml::{Table, Value};
 
 use super::{check_path, ArgError, Args, ParseCtx, Spec};
 use crate::gitlab::config_toml::{self, datetime, deep_merge, from_json, Desired, Managed};
-use crate::gitlab::runner::{Identity, Registration, RunnerSettings, RunnerSpec, SYSTEM_ID_PATH};
+use crate::gitlab::runner::{system_id_path, Identity, Registration, RunnerSettings, RunnerSpec};
 use crate::plan::changes::{Attrs, Change};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::{Action, Module};
@@ -642,21 +642,48 @@ impl GitlabRunner {
 impl Action for GitlabRunner {
     fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
         out.insert(FactRequest::Path { path: self.config.clone(), content: true });
-        out.insert(FactRequest::Path { path: SYSTEM_ID_PATH.into(), content: true });
+        out.insert(FactRequest::Path { path: system_id_path(&self.config), content: true });
     }
 
     fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
         let mut changes: Vec<Change> = self.registration_changes.iter().map(|w| Change::Controller { what: w.clone() }).collect();
+        let attrs = Attrs { mode: Some(0o600), owner: Some("root".into()), group: Some("root".into()) };
+        let state = facts.path(&self.config);
+        let existing = state.and_then(|p| p.content.as_deref()).map(String::from_utf8_lossy);
+        // A file that is not TOML: gitlab-runner cannot read it either, and
+        // its runners' tokens are unknown. Never written over (that would
+        // register a second runner beside the one it holds).
+        let have = match existing.as_deref().map(config_toml::parse) {
+            Some(Err(e)) => {
+                return Err(format!(
+                    "{} on the host is not valid TOML ({e}): bootstrap leaves it alone and registers no runner\n  help: fix the file, or move it away and apply with --replace (the same-named runner of the host's scope is deleted in GitLab and registered anew)",
+                    self.config
+                ))
+            }
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
         let content = match &self.content {
             Content::Fixed(c) => c.clone(),
             Content::Model(desired) => {
-                let existing = facts.path(&self.config).and_then(|p| p.content.as_deref()).map(String::from_utf8_lossy);
-                Arc::new(config_toml::merge(existing.as_deref(), desired)?.text.into_bytes())
+                let merged = config_toml::merge(existing.as_deref(), desired)?;
+                // Compared as data: a file gitlab-runner re-encoded is converged.
+                if let (Some(have), Some(st)) = (&have, state) {
+                    if config_toml::same_config(have, &merged.doc) {
+                        changes.extend(attrs.differing(st).map(|d| Change::SetAttrs { path: self.config.clone(), attrs: d }));
+                        return Ok(changes);
+                    }
+                }
+                Arc::new(merged.text.into_bytes())
             }
         };
-        let attrs = Attrs { mode: Some(0o600), owner: Some("root".into()), group: Some("root".into()) };
-        if let Some(c) = super::apt_repository::write_if_different(&self.config, content, &attrs, facts) {
-            changes.push(c);
+        match super::apt_repository::write_if_different(&self.config, content, &attrs, facts) {
+            // gitlab-runner may save the file between the probe and the write.
+            Some(Change::WriteFile { path, content, attrs, old, .. }) => {
+                changes.push(Change::WriteFile { path, content, attrs, old, swap: true })
+            }
+            Some(c) => changes.push(c),
+            None => {}
         }
         Ok(changes)
     }

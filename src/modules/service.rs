@@ -16,6 +16,9 @@ pub struct Service {
     pub state: Option<String>,
     pub enabled: Option<bool>,
     pub daemon_reload: bool,
+    /// Ansible's `no_block`: queue the job, do not wait for it (a restart
+    /// of a service that takes long to stop).
+    pub no_block: bool,
 }
 
 impl Service {
@@ -30,10 +33,11 @@ impl Service {
         };
         let enabled = a.opt_bool("enabled")?;
         let daemon_reload = a.opt_bool("daemon_reload")?.unwrap_or(false);
+        let no_block = a.opt_bool("no_block")?.unwrap_or(false);
         if state.is_none() && enabled.is_none() && !daemon_reload {
             return Err(ArgError::general("give at least one of `state`, `enabled` or `daemon_reload`"));
         }
-        Ok(Service { name, state, enabled, daemon_reload })
+        Ok(Service { name, state, enabled, daemon_reload, no_block })
     }
 
     pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
@@ -54,7 +58,10 @@ impl Service {
         match self.state.as_deref() {
             Some("started") if !active => c.push(Change::Unit { unit: unit.clone(), action: UnitAction::Start }),
             Some("stopped") if active => c.push(Change::Unit { unit: unit.clone(), action: UnitAction::Stop }),
-            Some("restarted") => c.push(Change::Unit { unit: unit.clone(), action: UnitAction::Restart }),
+            Some("restarted") => {
+                let action = if self.no_block { UnitAction::RestartQueued } else { UnitAction::Restart };
+                c.push(Change::Unit { unit: unit.clone(), action })
+            }
             Some("reloaded") => c.push(Change::Unit { unit: unit.clone(), action: UnitAction::Reload }),
             _ => {}
         }
@@ -71,7 +78,7 @@ impl Service {
 pub struct ServiceModule(&'static Spec);
 pub static SERVICE: ServiceModule = ServiceModule(&SERVICE_SPEC);
 pub static SYSTEMD: ServiceModule = ServiceModule(&SYSTEMD_SPEC);
-const ARGS: &[&str] = &["name", "state", "enabled", "daemon_reload"];
+const ARGS: &[&str] = &["name", "state", "enabled", "daemon_reload", "no_block"];
 static SERVICE_SPEC: Spec = Spec { name: "service", args: ARGS, late: &[], free_form: None };
 static SYSTEMD_SPEC: Spec = Spec { name: "systemd", args: ARGS, late: &[], free_form: None };
 

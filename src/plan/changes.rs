@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 use super::facts::{Facts, Package, PathKind, PathState, Service};
 use crate::transport::shell::{join, quote};
 
+/// How long a queued restart is waited for, in tenths of a second.
+const RESTART_WAIT_TENTHS: u32 = 100;
+
 /// Seconds an apt command waits for the dpkg/apt locks by default.
 pub const DEFAULT_APT_LOCK_TIMEOUT: u64 = 300;
 
@@ -23,6 +26,9 @@ pub enum UnitAction {
     Start,
     Stop,
     Restart,
+    /// `systemctl --no-block restart`: queued; the step does not wait for
+    /// the old process to stop (gitlab-runner finishing its jobs).
+    RestartQueued,
     Reload,
     Enable,
     Disable,
@@ -33,7 +39,7 @@ impl UnitAction {
         match self {
             UnitAction::Start => "start",
             UnitAction::Stop => "stop",
-            UnitAction::Restart => "restart",
+            UnitAction::Restart | UnitAction::RestartQueued => "restart",
             UnitAction::Reload => "reload",
             UnitAction::Enable => "enable",
             UnitAction::Disable => "disable",
@@ -142,6 +148,11 @@ pub enum Change {
         attrs: Attrs,
         /// What was there, for `--diff` (content only if it was read).
         old: Option<PathState>,
+        /// Compare-and-swap: replace the file only if it is still what
+        /// `old` says the probe read (its SHA-256, or no file); otherwise
+        /// the task fails and the file is left as it is. For files another
+        /// program also writes (gitlab-runner rotating its token).
+        swap: bool,
     },
     SetAttrs {
         path: String,
@@ -234,7 +245,7 @@ impl Change {
             Change::AptRemove { packages, purge, .. } => {
                 format!("{} {}", if *purge { "purge" } else { "remove" }, packages.join(" "))
             }
-            Change::WriteFile { path, content, attrs, old } => {
+            Change::WriteFile { path, content, attrs, old, .. } => {
                 let new = sha256_hex(content);
                 let what = match old.as_ref().and_then(|o| o.sha256.as_ref()) {
                     Some(h) => format!("write {path} (sha256 {} -> {})", &h[..12.min(h.len())], &new[..12]),
@@ -270,6 +281,9 @@ impl Change {
             Change::GroupAdd { name, .. } => format!("create group {name}"),
             Change::GroupDel { name } => format!("remove group {name}"),
             Change::DaemonReload => "systemctl daemon-reload".into(),
+            Change::Unit { unit, action: UnitAction::RestartQueued } => {
+                format!("restart {unit} (queued with --no-block, waited for up to 10 s: a runner finishing its jobs restarts when they are done)")
+            }
             Change::Unit { unit, action } => format!("{} {unit}", action.verb()),
             Change::Run { cmd, .. } => format!("run `{}`", first_line(cmd)),
             Change::Controller { what } => what.clone(),
@@ -301,7 +315,7 @@ impl Change {
                     join(packages)
                 );
             }
-            Change::WriteFile { path, content, attrs, old } => {
+            Change::WriteFile { path, content, attrs, old, swap } => {
                 let p = quote(path);
                 let _ = writeln!(s, "__p={p}; __d=$(dirname -- \"$__p\")");
                 match staged_path(path, content) {
@@ -338,7 +352,17 @@ impl Change {
                     full.group.get_or_insert_with(|| o.group.clone());
                 }
                 s.push_str(&full.commands("\"$__t\""));
-                s.push_str("sync -- \"$__t\"\nmv -f -- \"$__t\" \"$__p\"\ntrap - EXIT\nsync -- \"$__d\" 2>/dev/null || true\n");
+                s.push_str("sync -- \"$__t\"\n");
+                if *swap {
+                    // The last moment before the rename: the file must still be what the probe read.
+                    let expected = old.as_ref().and_then(|o| o.sha256.clone()).unwrap_or_else(|| "absent".into());
+                    let _ = writeln!(
+                        s,
+                        "if [ -e \"$__p\" ]; then __h=$(sha256sum < \"$__p\" | cut -d' ' -f1); else __h=absent; fi\n\
+                         [ \"$__h\" = {expected} ] || {{ echo \"$__p changed on the host after bootstrap read it (gitlab-runner saving a rotated token?): not overwritten; apply again to converge\"; exit 3; }}"
+                    );
+                }
+                s.push_str("mv -f -- \"$__t\" \"$__p\"\ntrap - EXIT\nsync -- \"$__d\" 2>/dev/null || true\n");
             }
             Change::SetAttrs { path, attrs } => s.push_str(&attrs.commands(&quote(path))),
             Change::MakeDir { path, attrs } => {
@@ -426,6 +450,25 @@ impl Change {
                 let _ = writeln!(s, "groupdel {}", quote(name));
             }
             Change::DaemonReload => s.push_str("systemctl daemon-reload\n"),
+            Change::Unit { unit, action: UnitAction::RestartQueued } => {
+                // Queued, then a bounded wait for the new process: a service
+                // that stops at once is restarted when the step ends; one that
+                // is finishing its jobs restarts later, and the step says so.
+                let u = quote(unit);
+                let _ = writeln!(
+                    s,
+                    "__old=$(systemctl show -p MainPID --value {u} 2>/dev/null || echo 0)\n\
+                     systemctl --no-block restart {u}\n\
+                     __i=0; __new=$__old; __st=\n\
+                     while [ $__i -lt {RESTART_WAIT_TENTHS} ]; do\n\
+                     \x20 __st=$(systemctl show -p ActiveState --value {u}); __new=$(systemctl show -p MainPID --value {u})\n\
+                     \x20 if [ \"$__st\" = active ] && [ \"$__new\" != \"$__old\" -o \"$__old\" = 0 ]; then break; fi\n\
+                     \x20 sleep 0.1; __i=$((__i+1))\n\
+                     done\n\
+                     if [ $__i -ge {RESTART_WAIT_TENTHS} ]; then echo \"@@$__nonce note {unit} is still stopping ($__st: it finishes its running jobs first, up to its stop timeout): its restart is queued and happens when they are done\"; \
+                     else echo \"{unit} restarted\"; fi"
+                );
+            }
             Change::Unit { unit, action } => {
                 let _ = writeln!(s, "systemctl {} {}", action.verb(), quote(unit));
             }
@@ -472,7 +515,7 @@ impl Change {
                     facts.packages.insert(p.clone(), Package { installed: false, version: None });
                 }
             }
-            Change::WriteFile { path, content, attrs, old } => {
+            Change::WriteFile { path, content, attrs, old, .. } => {
                 let mut st = old.clone().unwrap_or(PathState {
                     kind: PathKind::File,
                     mode: 0o644,
@@ -580,7 +623,9 @@ impl Change {
                     enabled: "disabled".into(),
                 });
                 match action {
-                    UnitAction::Start | UnitAction::Restart | UnitAction::Reload => svc.active = "active".into(),
+                    UnitAction::Start | UnitAction::Restart | UnitAction::RestartQueued | UnitAction::Reload => {
+                        svc.active = "active".into()
+                    }
                     UnitAction::Stop => svc.active = "inactive".into(),
                     UnitAction::Enable => svc.enabled = "enabled".into(),
                     UnitAction::Disable => svc.enabled = "disabled".into(),
@@ -667,6 +712,7 @@ mod tests {
             content: Arc::new(b"hello\n".to_vec()),
             attrs: Attrs { mode: Some(0o600), owner: Some("root".into()), group: Some("root".into()) },
             old: None,
+            swap: false,
         };
         let s = c.script("EOF_N");
         assert!(s.contains("mktemp -- \"$__d/.bootstrap.XXXXXX\""));
@@ -685,6 +731,7 @@ mod tests {
             content: Arc::new(b"a\nb $(x)\n".to_vec()),
             attrs: Attrs { mode: Some(0o640), owner: None, group: None },
             old: None,
+            swap: false,
         };
         let script = format!("set -e\n{}", c.script("EOF_T"));
         let st = std::process::Command::new("sh").arg("-c").arg(&script).status().unwrap();
@@ -693,6 +740,47 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_swap_write_never_replaces_a_file_changed_since_the_probe() {
+        let dir = std::env::temp_dir().join(format!("bootstrap-swap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, b"read by the probe\n").unwrap();
+        let old = |content: &[u8]| PathState {
+            kind: super::super::facts::PathKind::File,
+            mode: 0o600,
+            owner: "root".into(),
+            group: "root".into(),
+            sha256: Some(sha256_hex(content)),
+            content: None,
+        };
+        let run = |old: Option<PathState>| {
+            let c = Change::WriteFile {
+                path: path.to_string_lossy().into(),
+                content: Arc::new(b"new\n".to_vec()),
+                attrs: Attrs { mode: Some(0o600), owner: None, group: None },
+                old,
+                swap: true,
+            };
+            let script = format!("set -e\n{}", c.script("EOF_S"));
+            std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap()
+        };
+        // The runner saved its file in between: left as it is, exit 3, said why.
+        std::fs::write(&path, b"saved by the runner\n").unwrap();
+        let o = run(Some(old(b"read by the probe\n")));
+        assert_eq!(o.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("not overwritten"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"saved by the runner\n");
+        // Probed absent, but there now: left too.
+        assert_eq!(run(None).status.code(), Some(3));
+        // Still what the probe read: replaced, no temporary file left.
+        let o = run(Some(old(b"saved by the runner\n")));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(std::fs::read(&path).unwrap(), b"new\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -59,6 +59,9 @@ pub enum Marker {
     /// The current task found it had nothing to do (an `unless` guard
     /// that holds by now).
     Unchanged,
+    /// Something the current task wants people to know now (a restart
+    /// left queued), shown as a warning.
+    Note(String),
     /// Task I ended with exit status RC.
     End(usize, i32),
     /// Every task ran.
@@ -105,6 +108,7 @@ pub fn parse_marker(nonce: &str, line: &str) -> Option<Marker> {
         ["pid", p] => Marker::Pid(p.parse().ok()?),
         ["start", i] => Marker::Start(i.parse().ok()?),
         ["unchanged"] => Marker::Unchanged,
+        ["note", text @ ..] if !text.is_empty() => Marker::Note(text.join(" ")),
         ["end", i, rc] => Marker::End(i.parse().ok()?, rc.parse().ok()?),
         ["done"] => Marker::Done,
         ["interrupted"] => Marker::Interrupted,
@@ -124,6 +128,8 @@ mod tests {
         assert_eq!(parse_marker("N1", "@@N1 start 3"), Some(Marker::Start(3)));
         assert_eq!(parse_marker("N1", "@@N1 end 3 -1"), Some(Marker::End(3, -1)));
         assert_eq!(parse_marker("N1", "@@N1 unchanged"), Some(Marker::Unchanged));
+        assert_eq!(parse_marker("N1", "@@N1 note a b"), Some(Marker::Note("a b".into())));
+        assert_eq!(parse_marker("N2", "@@N1 note a b"), None);
         assert_eq!(parse_marker("N1", "@@N2 start 3"), None);
         assert_eq!(parse_marker("N1", "@@N1 start x"), None);
         assert_eq!(parse_marker("N1", "x @@N1 done"), None);

@@ -40,6 +40,8 @@ pub struct Executed {
     pub lost: Option<String>,
     /// A failure that belongs to no task (the host's end message).
     pub msg: Option<String>,
+    /// The first task that failed: every task before it ran.
+    pub first_failed: Option<usize>,
 }
 
 /// A random word per run, so no output of a host can forge a marker.
@@ -70,7 +72,7 @@ pub async fn execute(ctx: &HostCtx<'_>, plan: &HostPlan, opts: ExecOptions) -> E
     } else if !emitter.failed {
         emitter.emit_until(plan.tasks.len());
     }
-    Executed { counts: emitter.counts, failed: emitter.failed, lost, msg: emitter.host_msg }
+    Executed { counts: emitter.counts, failed: emitter.failed, lost, msg: emitter.host_msg, first_failed: emitter.first_failed }
 }
 
 /// Large files travel before the script, each on a channel of its own.
@@ -175,11 +177,23 @@ struct Emitter<'a, 'c> {
     interrupted: bool,
     /// A failure no task can carry.
     host_msg: Option<String>,
+    first_failed: Option<usize>,
 }
 
 impl<'a, 'c> Emitter<'a, 'c> {
     fn new(ctx: &'a HostCtx<'c>, plan: &'a HostPlan, check: bool, diff: bool) -> Emitter<'a, 'c> {
-        Emitter { ctx, plan, check, diff, next: 0, counts: Counts::default(), failed: false, interrupted: false, host_msg: None }
+        Emitter {
+            ctx,
+            plan,
+            check,
+            diff,
+            next: 0,
+            counts: Counts::default(),
+            failed: false,
+            interrupted: false,
+            host_msg: None,
+            first_failed: None,
+        }
     }
 
     fn start(&self, i: usize) {
@@ -212,7 +226,11 @@ impl<'a, 'c> Emitter<'a, 'c> {
             TaskPlan::Changes(c) if status != TaskStatus::Ok => (c.iter().map(Change::describe).collect(), self.diffs(c)),
             _ => (Vec::new(), None),
         };
-        self.failed |= self.counts.record(status);
+        let failed = self.counts.record(status);
+        if failed && self.first_failed.is_none() {
+            self.first_failed = Some(i);
+        }
+        self.failed |= failed;
         self.ctx.send(Event::TaskEnd {
             host: self.ctx.name.to_string(),
             task: i,
@@ -360,6 +378,10 @@ impl<'s, 'a, 'c> Streamer<'s, 'a, 'c> {
             }
             Marker::End(..) => {}
             Marker::Pid(p) => self.pid.store(p, Ordering::SeqCst),
+            Marker::Note(msg) => {
+                let ctx = self.emitter.ctx;
+                ctx.send(Event::Warning { host: ctx.name.to_string(), msg });
+            }
             Marker::Wait { elapsed, limit, lock, holder } => {
                 if let Some(i) = self.current {
                     let ctx = self.emitter.ctx;

@@ -16,11 +16,11 @@ use super::options::Mode;
 use super::prepare::HostJob;
 use super::{unregister, verify};
 use crate::gitlab::registration::{self, Request};
-use crate::gitlab::runner::{read_named, runner_tokens, SYSTEM_ID_PATH};
+use crate::gitlab::runner::{read_named, runner_tokens, system_id_path};
 use crate::gitlab::{config_toml, pending, Secrets, Settled};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::LocalFiles;
-use crate::plan::{plan_host, probe, trial_runners, PlanEnv};
+use crate::plan::{plan_host, probe, trial_runners, Change, PlanEnv, TaskPlan};
 use crate::report::{Counts, Event, HostStatus};
 use crate::secrets::Redactor;
 use crate::template::Templates;
@@ -211,6 +211,21 @@ async fn read_facts(job: &HostJob, sh: &Shared, ctx: &HostCtx<'_>) -> Result<Fac
     }
 }
 
+/// Whether the host's config.toml holds what the plan wrote: the task
+/// that writes it ran before any task failed (or it needed no write).
+fn holds_config(plan: &crate::plan::HostPlan, regs: &[crate::gitlab::RunnerSettings], first_failed: Option<usize>, lost: bool) -> bool {
+    let Some(config) = regs.first().map(|r| r.config.as_str()) else { return true };
+    let writer = plan.tasks.iter().position(|t| match &t.plan {
+        TaskPlan::Changes(cs) => cs.iter().any(|c| matches!(c, Change::WriteFile { path, .. } if path == config)),
+        _ => false,
+    });
+    match (writer, first_failed) {
+        (Some(w), Some(f)) => w < f,
+        (Some(_), None) => !lost,
+        (None, _) => true,
+    }
+}
+
 /// Why bootstrap does not manage this host, if it does not.
 fn unsupported(facts: &Facts) -> Option<String> {
     let os = &facts.os;
@@ -234,12 +249,13 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
     // No registration for a host the plan refuses (unsupported system, a
     // failed assertion, any task that cannot be planned): GitLab gets no
     // runner for a host that is not going to run one.
-    let refused = !program.registrations.is_empty() && env_with(&trial_runners(&program.registrations)).refused().is_some();
+    let trial = (!program.registrations.is_empty()).then(|| env_with(&trial_runners(&program.registrations)));
+    let refused = trial.as_ref().is_some_and(|t| t.refused().is_some());
     let mut settled: HashMap<String, Settled> = HashMap::new();
     let mut pendings = Vec::new();
     for reg in program.registrations.iter().filter(|_| !refused) {
         let existing = config_text(facts, &reg.config).map(|t| read_named(&t, &reg.spec.description)).unwrap_or_default();
-        let system_id = config_text(facts, SYSTEM_ID_PATH).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let system_id = config_text(facts, &system_id_path(&reg.config)).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let req = Request {
             settings: reg,
             existing: &existing,
@@ -275,7 +291,16 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
     }
     // The plan: local and pure. Without registration, a runner task fails
     // in planning rather than write a placeholder.
-    let plan = env_with(&settled);
+    let mut plan = env_with(&settled);
+    if let Some(trial) = trial.filter(|_| refused) {
+        // A task that failed with stand-in identities says why; without any
+        // it could only say "not registered".
+        for (real, t) in plan.tasks.iter_mut().zip(trial.tasks) {
+            if let (TaskPlan::Failed(_), TaskPlan::Failed(why)) = (&real.plan, t.plan) {
+                real.plan = TaskPlan::Failed(why);
+            }
+        }
+    }
     if !check && *sh.stop.borrow() && plan.has_changes() {
         // Ctrl-C came while this host was being read: start nothing new.
         ctx.send(Event::Warning { host: ctx.name.to_string(), msg: "interrupted before applying: nothing was changed".into() });
@@ -283,8 +308,8 @@ async fn apply(program: &crate::plan::HostProgram, facts: &Facts, sh: &Shared, c
     }
     let ex = execute(ctx, &plan, ExecOptions { check, diff: sh.diff, stop: Some(sh.stop.clone()) }).await;
     *counts = ex.counts;
-    if !ex.failed && !check {
-        // The host holds the runner's token now.
+    if !check && holds_config(&plan, &program.registrations, ex.first_failed, ex.lost.is_some()) {
+        // The host holds the runners' tokens now, whatever later tasks did.
         for p in &pendings {
             pending::forget(p);
         }

@@ -102,6 +102,7 @@ pub async fn unregister(ctx: &HostCtx<'_>, facts: &Facts, regs: &[RunnerSettings
                     content: Arc::new(content.into_bytes()),
                     attrs: Attrs { mode: Some(0o600), owner: Some("root".into()), group: Some("root".into()) },
                     old: facts.path(&s.config).cloned(),
+                    swap: true,
                 }]),
                 None => TaskPlan::Ok,
             },
