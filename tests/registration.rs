@@ -177,6 +177,39 @@ fn registration_holds_against_gitlab_and_gitlab_runner_as_they_behave() {
     assert!(h.read("tail -n1 /etc/gitlab-runner/config.toml").contains("concurrent = ["), "left as it was");
     h.read("cp /root/config.good /etc/gitlab-runner/config.toml");
 
+    // Pending tokens. The host's runner is gone in GitLab and the controller
+    // holds a stale pending token (its runner's token was reset since): that
+    // runner is deleted in GitLab, a new one made; its pending token goes as
+    // soon as config.toml holds it, although a later task fails.
+    let id = ours(&gitlab)[0]["id"].as_u64().expect("id");
+    gitlab.api("DELETE", &format!("runners/{id}"), None);
+    let y =
+        create(&gitlab, &format!(r#"{{"runner_type": "group_type", "group_id": 7, "description": "{NAME}", "tag_list": ["dockerd"]}}"#));
+    let y_old = y["token"].as_str().expect("token").to_string();
+    http("POST", &format!("{}/api/v4/runners/reset_authentication_token", gitlab.url()), &[], Some(&format!(r#"{{"token": "{y_old}"}}"#)));
+    let pending = f.dir.join(".local/state/bootstrap/pending-runners");
+    std::fs::create_dir_all(&pending).expect("pending dir");
+    let key = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("{}\n{NAME}\n{NAME}", gitlab.url().trim_end_matches('/')).as_bytes()))
+    };
+    std::fs::write(
+        pending.join(format!("{}.json", &key[..32])),
+        format!(r#"{{"id": {}, "token": "{y_old}", "token_expires_at": null, "token_obtained_at": "2026-01-01T00:00:00Z"}}"#, y["id"]),
+    )
+    .expect("pending file");
+    let later = "    - name: gitlab-runner enabled and running\n";
+    assert!(book.contains(later));
+    f.write("failing.yml", &book.replacen(later, &format!("    - name: a later task fails\n      command: /bin/false\n{later}"), 1));
+    let failing = apply(&f, &gitlab, &["--playbook", "failing.yml", "-e", "runner_concurrent=3"]);
+    assert_eq!(failing.code, 2, "{}", failing.all());
+    assert!(deleted_ids(&gitlab).contains(&y["id"].as_u64().expect("id")), "the stale pending runner is deleted in GitLab");
+    let mine = ours(&gitlab);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(token_of(&h), mine[0]["token"].as_str().expect("token"));
+    let left: Vec<_> = std::fs::read_dir(&pending).expect("pending dir").collect();
+    assert!(left.is_empty(), "the host holds its runner: no pending token left ({left:?})");
+
     // A restart while a job runs: queued, reported, the apply does not wait for the job.
     h.read("touch /run/gitlab-runner-standin-job");
     let pid = h.read("systemctl show -p MainPID --value gitlab-runner").trim().to_string();
