@@ -12,6 +12,7 @@ mod faults;
 mod hosts;
 mod lifecycle;
 mod registration;
+mod releases;
 mod runner;
 mod runners;
 mod secrets;

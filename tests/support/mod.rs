@@ -1,8 +1,9 @@
 //! Test support: throw-away Debian hosts, fixtures, and the binary.
 //!
-//! [`TestHost`] boots a bare Debian 12 host (systemd-nspawn, its own
-//! systemd, sshd and apt) through `tests/hosts/testhost`, and tears it down
-//! when dropped, also when the test panics. [`Fixture`] is a temporary
+//! [`TestHost`] boots a bare Debian 12 host (or 11 or 13:
+//! [`TestHost::up_release`]; systemd-nspawn, its own systemd, sshd and
+//! apt) through `tests/hosts/testhost`, and tears it down when dropped,
+//! also when the test panics. [`Fixture`] is a temporary
 //! folder with an SSH key pair, a known_hosts file and helpers to write
 //! inventories and playbooks and run `bootstrap` in it.
 
@@ -178,6 +179,15 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn up() -> TestHost {
+        TestHost::boot(&[])
+    }
+
+    /// A host of another Debian release (`bullseye`, `bookworm`, `trixie`).
+    pub fn up_release(release: &str) -> TestHost {
+        TestHost::boot(&["--release", release])
+    }
+
+    fn boot(extra: &[&str]) -> TestHost {
         watchdog();
         let n = HOSTS.fetch_add(1, Ordering::SeqCst);
         assert!(n < 100, "the suite boots at most 100 hosts (indexes 0-99)");
@@ -190,6 +200,7 @@ impl TestHost {
         let out = Command::new(testhost())
             .args(["up", &name, &index.to_string()])
             .arg(key().with_extension("pub"))
+            .args(extra)
             .output()
             .expect("testhost runs");
         // Drop guard first, so a half-made host is torn down too.
@@ -471,7 +482,16 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
 /// controller address: `URL/docker` and `URL/gitlab-runner`, keys at
 /// `URL/docker/gpg` and `URL/gitlab-runner/gpg`.
 pub fn apt_repos() -> Service {
-    let out = Command::new(repo().join("tests/aptrepo/build")).output().expect("tests/aptrepo/build runs");
+    apt_repos_for(&[])
+}
+
+/// [`apt_repos`] with these suites (`--suites`) instead of bookworm alone.
+pub fn apt_repos_for(suites: &[&str]) -> Service {
+    let mut build = Command::new(repo().join("tests/aptrepo/build"));
+    if !suites.is_empty() {
+        build.arg("--suites").arg(suites.join(" "));
+    }
+    let out = build.output().expect("tests/aptrepo/build runs");
     assert!(out.status.success(), "aptrepo build: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let dir = text.split_whitespace().find_map(|w| w.strip_prefix("repo_dir=")).expect("build prints repo_dir=").to_string();
