@@ -7,8 +7,9 @@
 //! gitlab-runner uploaded. trixie: Docker from the release first (docker.io
 //! 26, split into docker-cli and docker-buildx, BuildKit), gitlab-runner from
 //! the apt repository (deb822 sources beside the release's own
-//! `debian.sources`); then switched to docker-ce from the apt repository,
-//! which must take the split packages away first.
+//! `debian.sources`); then switched to docker-ce from the apt repository
+//! (its trixie suite carries the same Debian 12 binaries as its bookworm
+//! one), which must take the split packages away first.
 
 use crate::runner::{apply, wait_for_poll};
 use crate::support::{apt_repos_for, key, net_up, repo, Fixture, GitLab, TestHost};
