@@ -66,6 +66,15 @@ fn runner_playbook_converges_on_debian_11_and_13() {
         "      docker_install: distro\n      gitlab_runner_install: apt\n      gitlab_runner_apt_url: {u}/gitlab-runner\n      gitlab_runner_apt_key_url: {u}/gitlab-runner/gpg\n"
     );
     inventory(&f, &gitlab, &bullseye, &trixie, &trixie_distro);
+    // The same repository already there as a one-line source with its key,
+    // as a manual install leaves it: it must not end up configured twice
+    // (deb822 beside .list).
+    let key = crate::support::http("GET", &format!("{u}/gitlab-runner/gpg"), &[], None);
+    assert!(key.contains("BEGIN PGP PUBLIC KEY BLOCK"), "{key}");
+    trixie.read(&format!(
+        "mkdir -p /etc/apt/keyrings && cat > /etc/apt/keyrings/gitlab-runner-old.asc <<'EOF'\n{key}EOF\n\
+         echo 'deb [signed-by=/etc/apt/keyrings/gitlab-runner-old.asc] {u}/gitlab-runner trixie main' > /etc/apt/sources.list.d/gitlab-runner-old.list"
+    ));
 
     let first = apply(&f, &gitlab, &[]);
     assert_eq!(first.code, 0, "first apply:\n{}", first.all());
@@ -87,6 +96,9 @@ fn runner_playbook_converges_on_debian_11_and_13() {
     let sources = trixie.read("cat /etc/apt/sources.list.d/gitlab-runner.sources");
     assert!(sources.contains(&format!("URIs: {u}/gitlab-runner\n")) && sources.contains("Suites: trixie\n"), "{sources}");
     assert!(trixie.read("cat /etc/apt/sources.list.d/debian.sources").contains("Suites: trixie trixie-updates"));
+    assert!(!trixie.sh("test -e /etc/apt/sources.list.d/gitlab-runner-old.list").status.success(), "the one-line source is gone");
+    let update = trixie.read("apt-get update 2>&1");
+    assert!(!update.contains("configured multiple times"), "{update}");
     assert!(trixie.read("dpkg-query -W -f '${Version}' gitlab-runner").starts_with("17.99.0"));
 
     // One runner per host in GitLab, its token in the host's config.toml,
@@ -119,6 +131,22 @@ fn runner_playbook_converges_on_debian_11_and_13() {
         assert!(again.stdout.contains(&format!("done: [{name}] 1 round trip(s)")), "{}", again.stdout);
     }
     assert_eq!(gitlab.runners().len(), 2);
+
+    // verify: the socket, the service, the token, and builds from a job
+    // container with the runner's settings, second one from the cache
+    // (the legacy builder's and BuildKit's output both read).
+    let v = f.run_env(&["verify", "hosts.yml"], &[("GITLAB_TOKEN", &gitlab.admin_token)]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    for name in ["deb11", "deb13"] {
+        for line in [
+            format!("ok: [{name}] Docker answers on /var/run/docker.sock"),
+            format!("ok: [{name}] runner token valid in GitLab"),
+            format!("ok: [{name}] a job container of runner `{name}` builds twice through the socket, the second time from cache"),
+        ] {
+            assert!(v.stdout.contains(&line), "`{line}` in:\n{}", v.stdout);
+        }
+    }
+    assert!(!v.stdout.contains("warning:"), "{}", v.stdout);
 
     // trixie to docker-ce: the split packages go first (docker-buildx holds
     // the same plugin file as docker-buildx-plugin), then the five packages.
