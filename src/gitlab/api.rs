@@ -63,12 +63,23 @@ pub struct Client {
 
 impl Client {
     /// `url` is the GitLab instance, e.g. `https://gitlab.example.com`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(url: &str) -> Result<Client, GitlabError> {
+        Client::with_ca(url, None)
+    }
+
+    /// As [`Client::new`], trusting also the CA certificates of `ca`
+    /// (`gitlab_ca_file`, PEM) besides the system's.
+    pub fn with_ca(url: &str, ca: Option<&[u8]>) -> Result<Client, GitlabError> {
         let base = url.trim_end_matches('/').to_string();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(GitlabError(format!("gitlab_url `{url}` must start with https:// (or http://)")));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca {
+            builder = builder.tls_certs_merge(ca_certificates(pem).map_err(|e| GitlabError(format!("gitlab_ca_file: {e}")))?);
+        }
+        let http = builder
             .timeout(timeout())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("bootstrap/", env!("CARGO_PKG_VERSION")))
@@ -103,6 +114,12 @@ impl Client {
                     return Ok((status, body));
                 }
                 Err(e) => {
+                    if let Some(why) = untrusted_certificate(&e) {
+                        return Err(GitlabError(format!(
+                            "{what} at {}: GitLab's TLS certificate is not trusted ({why})\n  help: set gitlab_ca_file to the PEM file of the CA that signed it (a private CA)",
+                            self.base
+                        )));
+                    }
                     let sent = !e.is_connect();
                     last = if e.is_timeout() {
                         format!("no answer within {}s (BOOTSTRAP_GITLAB_TIMEOUT)", timeout().as_secs())
@@ -250,6 +267,42 @@ pub fn explain_for_tests(status: u16, body: &Json) -> String {
         Ok(c) => c.explain(status, body, "creating the runner", "GITLAB_TOKEN").0,
         Err(e) => e.0,
     }
+}
+
+/// The certificates of a PEM file (`gitlab_ca_file`), checked: at least
+/// one, each one a certificate a TLS client can trust.
+pub fn ca_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not a PEM certificate file: {}", root_cause(&e)))?;
+    if certs.is_empty() {
+        return Err("holds no certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    // Building a client parses each certificate as the TLS layer will.
+    reqwest::Client::builder()
+        .tls_certs_merge(certs.clone())
+        .build()
+        .map_err(|e| format!("not a usable CA certificate: {}", root_cause(&e)))?;
+    Ok(certs)
+}
+
+/// Why the server's certificate failed verification, if that is what
+/// `e` is about (somewhere in its chain of causes).
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(why) = untrusted_certificate(inner) {
+                    return Some(why);
+                }
+            }
+        }
+        let text = err.to_string();
+        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
+            return Some(text);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
