@@ -31,9 +31,11 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
     ));
     let mut packages = Vec::new();
     let mut services = Vec::new();
+    let mut candidates = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         match r {
             FactRequest::Package(p) => packages.push(quote(p)),
+            FactRequest::Candidate(p) => candidates.push(quote(p)),
             FactRequest::Service(u) => services.push(quote(&unit_name(u))),
             FactRequest::Path { path, content } => {
                 s.push_str(&format!("echo '{m} path {i}'; p={}\n", quote(path)));
@@ -82,6 +84,12 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
         s.push_str(&format!(
             "echo '{m} services'; systemctl show -p Id,LoadState,ActiveState,UnitFileState {} 2>/dev/null; echo\n",
             services.join(" ")
+        ));
+    }
+    if !candidates.is_empty() {
+        s.push_str(&format!(
+            "echo '{m} candidates'; for p in {}; do printf '%s\\t%s\\n' \"$p\" \"$(apt-cache policy -- \"$p\" 2>/dev/null | sed -n 's/^ *Candidate: //p')\"; done\n",
+            candidates.join(" ")
         ));
     }
     s.push_str(&format!("echo '{m} end'\n"));
@@ -179,6 +187,16 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
                     let name = name.split(':').next().unwrap_or(name);
                     let installed = status.starts_with("ii") || status.starts_with("hi");
                     f.packages.insert(name.to_string(), Package { installed, version: installed.then(|| version.to_string()) });
+                }
+            }
+            ("candidates", _) => {
+                for l in lines {
+                    if let Some((name, version)) = l.split_once('\t') {
+                        let version = version.trim();
+                        if !version.is_empty() && version != "(none)" {
+                            f.candidates.insert(name.to_string(), version.to_string());
+                        }
+                    }
                 }
             }
             ("services", _) => {
