@@ -99,7 +99,7 @@ fn gitlab_behind_a_private_ca_needs_gitlab_ca_file_and_the_runner_uses_it() {
     assert_eq!(h.read(&format!("stat -c '%a %U' {on_host}")).trim(), "644 root");
     let conf: toml::Table = toml::from_str(&h.read("cat /etc/gitlab-runner/config.toml")).expect("config.toml is TOML");
     let runner = conf["runners"].as_array().and_then(|r| r.first()).and_then(|r| r.as_table()).expect("one runner");
-    assert_eq!(runner.get("tls-ca-file").and_then(|v| v.as_str()), Some(on_host.as_str()), "{runner:?}");
+    assert_eq!(runner.get("tls-ca-file").and_then(|v| v.as_str()), Some(on_host.as_str()), "keys: {:?}", runner.keys().collect::<Vec<_>>());
     assert_eq!(runner["url"].as_str(), Some(gitlab.url()));
     let made = runners(&gitlab, &ca);
     assert_eq!(made.len(), 1, "{made:?}");

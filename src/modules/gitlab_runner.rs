@@ -622,6 +622,8 @@ impl GitlabRunner {
             let mut own = id.template_vars();
             own.insert("runner_url".into(), Json::String(s.url.clone()));
             own.insert("runner_description".into(), Json::String(s.spec.description.clone()));
+            let ca = s.ca.as_ref().and(ca_path_on_host(&s.url));
+            own.insert("runner_tls_ca_file".into(), ca.map(Json::String).unwrap_or(Json::Null));
             let text = ctx
                 .templates
                 .render_file(&s.template, &ctx.vars.with(&own))
