@@ -543,7 +543,21 @@ fn ca_file(a: &Args, ctx: &ParseCtx, url: &str) -> Result<Option<CaFile>, ArgErr
     let bad = |why: String| ArgError::field("ca_file", format!("gitlab_ca_file `{name}`: {why}"));
     let path = super::local_file(ctx.base_dir, "files", &name).ok_or_else(|| bad("no such file on the controller".into()))?;
     let pem = ctx.files.get(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    crate::gitlab::api::ca_certificates(&pem).map_err(bad)?;
+    // Checked once per content, however many hosts share the file.
+    static CHECKED: std::sync::Mutex<Vec<(String, Result<(), String>)>> = std::sync::Mutex::new(Vec::new());
+    let sum = crate::plan::changes::sha256_hex(&pem);
+    let known = CHECKED.lock().ok().and_then(|c| c.iter().find(|(k, _)| *k == sum).map(|(_, r)| r.clone()));
+    let checked = match known {
+        Some(r) => r,
+        None => {
+            let r = crate::gitlab::api::ca_certificates(&pem).map(|_| ());
+            if let Ok(mut c) = CHECKED.lock() {
+                c.push((sum, r.clone()));
+            }
+            r
+        }
+    };
+    checked.map_err(bad)?;
     if ca_path_on_host(url).is_none() {
         return Err(ArgError::field("url", format!("`{url}` names no host for the CA file's name on the host")));
     }
