@@ -37,14 +37,14 @@ all:
     # runner_group_id: 42
 
     # Docker Engine from the distribution's own packages (docker.io). For Docker's docker-ce,
-    # set docker_install: docker-ce and docker_apt_url / docker_apt_key_url to Docker's apt
-    # repository for your distribution (or your mirror) and its signing key.
+    # set docker_install: docker-ce (Docker's apt repository for the host's distribution, or
+    # your mirror in docker_apt_url / docker_apt_key_url).
     docker_install: distro
 
     # gitlab-runner: `upload` sends the binary below from this machine (download it from
     # GitLab Runner's releases for your hosts' architecture; the path is relative to the folder
-    # you run bootstrap in). Or gitlab_runner_install: apt with gitlab_runner_apt_url and
-    # gitlab_runner_apt_key_url (GitLab Runner's apt repository or a mirror), or binary with
+    # you run bootstrap in). Or gitlab_runner_install: apt (GitLab Runner's apt repository, or
+    # your mirror in gitlab_runner_apt_url / gitlab_runner_apt_key_url), or binary with
     # gitlab_runner_binary_url and gitlab_runner_binary_sha256.
     gitlab_runner_install: upload
     gitlab_runner_binary: gitlab-runner
@@ -87,15 +87,15 @@ gitlab_url=https://gitlab.example.com
 # runner_group_id=42
 
 # Docker Engine from the distribution's own packages (docker.io). For Docker's docker-ce,
-# set docker_install=docker-ce and docker_apt_url / docker_apt_key_url to Docker's apt
-# repository for your distribution (or your mirror) and its signing key.
+# set docker_install=docker-ce (Docker's apt repository for the host's distribution, or
+# your mirror in docker_apt_url / docker_apt_key_url).
 docker_install=distro
 
 # gitlab-runner: `upload` sends the binary below from this machine (download it from
 # GitLab Runner's releases for your hosts' architecture; the path is relative to the folder
-# you run bootstrap in). Or gitlab_runner_install=apt with gitlab_runner_apt_url and
-# gitlab_runner_apt_key_url, or binary with gitlab_runner_binary_url and
-# gitlab_runner_binary_sha256.
+# you run bootstrap in). Or gitlab_runner_install=apt (GitLab Runner's apt repository, or
+# your mirror in gitlab_runner_apt_url / gitlab_runner_apt_key_url), or binary with
+# gitlab_runner_binary_url and gitlab_runner_binary_sha256.
 gitlab_runner_install=upload
 gitlab_runner_binary=gitlab-runner
 "#;
@@ -119,10 +119,6 @@ vault-password*
 /// `defaults:` (some must be set, depending on the install choices).
 const WITHOUT_DEFAULT: &[(&str, &str)] = &[
     ("gitlab_url", "your GitLab instance, e.g. https://gitlab.example.com (required)"),
-    ("docker_apt_url", "docker-ce: Docker's apt repository for the host's distribution, or a mirror"),
-    ("docker_apt_key_url", "docker-ce: the signing key of docker_apt_url"),
-    ("gitlab_runner_apt_url", "apt: GitLab Runner's apt repository, or a mirror"),
-    ("gitlab_runner_apt_key_url", "apt: the signing key of gitlab_runner_apt_url"),
     ("gitlab_runner_binary_url", "binary: where each host downloads gitlab-runner from"),
     ("gitlab_runner_binary_sha256", "binary: the SHA-256 that download must have"),
     ("gitlab_runner_binary", "upload: the local gitlab-runner binary the controller sends"),

@@ -151,6 +151,7 @@ impl Templates {
         env.add_filter("bool", to_bool);
         env.add_filter("mandatory", mandatory);
         env.add_filter("pin", pin);
+        env.add_filter("urlsplit", urlsplit);
         env.add_filter("quote", |s: String| crate::transport::shell::quote(&s));
         Templates { env, dirs: own }
     }
@@ -322,9 +323,37 @@ fn pin(name: String, version: Option<String>) -> String {
     }
 }
 
+/// `url | urlsplit(part)`, as Ansible's: `scheme`, `hostname`, `port`,
+/// `path`, `query`, `fragment` (`netloc` too).
+fn urlsplit(url: String, part: String) -> Result<Value, Error> {
+    let u = reqwest::Url::parse(&url).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("urlsplit: `{url}`: {e}")))?;
+    let s = |v: &str| Value::from(v.to_string());
+    Ok(match part.as_str() {
+        "scheme" => s(u.scheme()),
+        "hostname" => s(u.host_str().unwrap_or("").trim_matches(|c| c == '[' || c == ']')),
+        "port" => u.port().map(Value::from).unwrap_or(Value::from(())),
+        "path" => s(u.path()),
+        "query" => s(u.query().unwrap_or("")),
+        "fragment" => s(u.fragment().unwrap_or("")),
+        "netloc" => s(&format!("{}{}", u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default())),
+        other => return Err(Error::new(ErrorKind::InvalidOperation, format!("urlsplit: unknown part `{other}`"))),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urlsplit_gives_the_parts_of_a_url() {
+        let t = Templates::new(vec![]);
+        let vars = Vars::new();
+        let scope = Scope::new(vec![&vars]);
+        let r = |e: &str| t.render_str(e, &scope).unwrap();
+        assert_eq!(r("{{ 'https://gitlab.example.com:8443/x' | urlsplit('hostname') }}"), "gitlab.example.com");
+        assert_eq!(r("{{ 'https://gitlab.example.com:8443/x' | urlsplit('port') }}"), "8443");
+        assert!(t.render_str("{{ 'x' | urlsplit('hostname') }}", &scope).is_err());
+    }
 
     #[test]
     fn scopes_layer_without_copying() {

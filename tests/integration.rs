@@ -11,6 +11,7 @@ mod engine;
 mod faults;
 mod hosts;
 mod lifecycle;
+mod private_ca;
 mod registration;
 mod releases;
 mod runner;

@@ -300,3 +300,36 @@ fn docker_ce_and_gitlab_runner_from_signed_apt_repositories() {
     assert_eq!(installed, "gitlab-runner=17.99.0-1\ngitlab-runner-helper-images=17.99.0-1\n");
     assert_eq!(gitlab.runners().len(), 1);
 }
+
+#[test]
+fn apt_state_latest_upgrades_to_the_repositorys_newest_and_then_holds() {
+    net_up();
+    let h = TestHost::up();
+    let repos = crate::support::apt_repos();
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    f.inventory(&[("latest", &h.address)], "deploy", "ansible_become: yes");
+    let u = &repos.url;
+    let playbook = |packages: &str, state: &str| {
+        format!(
+            "- hosts: all\n  tasks:\n    - name: runner repository\n      apt_repository:\n        name: gitlab-runner\n        uris: {u}/gitlab-runner\n        components: main\n        key_url: {u}/gitlab-runner/gpg\n    - name: runner packages\n      apt:\n        name: {packages}\n        state: {state}\n        update_cache: yes\n        cache_valid_time: 3600\n"
+        )
+    };
+    let installed = || h.read("dpkg-query -W -f '${Package}=${Version}\\n' gitlab-runner gitlab-runner-helper-images");
+    // The older one first, pinned.
+    f.write("site.yml", &playbook("[gitlab-runner=17.98.0-1, gitlab-runner-helper-images=17.98.0-1]", "present"));
+    let old = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
+    assert_eq!(old.code, 0, "{}", old.all());
+    assert_eq!(installed(), "gitlab-runner=17.98.0-1\ngitlab-runner-helper-images=17.98.0-1\n");
+    // present keeps it; latest upgrades both to the repository's newest, once.
+    f.write("site.yml", &playbook("[gitlab-runner, gitlab-runner-helper-images]", "present"));
+    let present = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
+    assert_eq!(present.recap("latest").1, 0, "present does not upgrade:\n{}", present.all());
+    f.write("site.yml", &playbook("[gitlab-runner, gitlab-runner-helper-images]", "latest"));
+    let up = f.run(&["apply", "hosts.yml", "-p", "site.yml", "-v"]);
+    assert_eq!(up.code, 0, "{}", up.all());
+    assert_eq!(installed(), "gitlab-runner=17.99.0-1\ngitlab-runner-helper-images=17.99.0-1\n", "{}", up.all());
+    let again = f.run(&["apply", "hosts.yml", "-p", "site.yml"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.recap("latest").1, 0, "at the newest: nothing to do:\n{}", again.all());
+}

@@ -181,3 +181,84 @@ fn bad_runner_entries_exit_5_naming_file_line_and_field() {
         assert!(r.stderr.contains("nothing was contacted"), "{}", r.stderr);
     }
 }
+
+/// `plaintext` encrypted as `ansible-vault encrypt_string` does (AES256,
+/// vault 1.1), for a `!vault |` value.
+fn vault_encrypt(plaintext: &str, password: &str) -> String {
+    use aes::cipher::{KeyIvInit, StreamCipher};
+    use hmac::{KeyInit, Mac};
+    use sha2::Digest;
+    let salt = sha2::Sha256::digest(format!("{plaintext}\0{password}").as_bytes()).to_vec();
+    let derived = pbkdf2::pbkdf2_hmac_array::<sha2::Sha256, 80>(password.as_bytes(), &salt, 10_000);
+    let (aes_key, rest) = derived.split_at(32);
+    let (hmac_key, iv) = rest.split_at(32);
+    let mut data = plaintext.as_bytes().to_vec();
+    let pad = 16 - data.len() % 16;
+    data.extend(std::iter::repeat_n(pad as u8, pad));
+    let key: [u8; 32] = aes_key.try_into().expect("32 bytes");
+    let iv: [u8; 16] = iv.try_into().expect("16 bytes");
+    ctr::Ctr128BE::<aes::Aes256>::new(&key.into(), &iv.into()).apply_keystream(&mut data);
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(hmac_key).expect("hmac key");
+    mac.update(&data);
+    let inner = format!("{}\n{}\n{}", hex::encode(&salt), hex::encode(mac.finalize().into_bytes()), hex::encode(&data));
+    let body = hex::encode(inner);
+    let mut out = "$ANSIBLE_VAULT;1.1;AES256".to_string();
+    for chunk in body.as_bytes().chunks(80) {
+        out.push('\n');
+        out.push_str(&String::from_utf8_lossy(chunk));
+    }
+    out
+}
+
+#[test]
+fn a_vaulted_per_host_token_creates_no_runner_and_docker_users_join_the_docker_group() {
+    net_up();
+    let h = TestHost::up();
+    let gitlab = GitLab::start(&[]);
+    let f = Fixture::new();
+    f.trust(&[&h]);
+    // A runner made in GitLab beforehand; its token lives only in the vault.
+    let made = gitlab.api("POST", "user/runners", Some("{\"runner_type\": \"instance_type\", \"description\": \"vaulted\"}"));
+    let made: serde_json::Value = serde_json::from_str(&made).expect("json");
+    let (token, id) = (made["token"].as_str().expect("token").to_string(), made["id"].as_u64().expect("id"));
+    f.write("vault-pass", "test-vault-pw\n");
+    let sealed: String = vault_encrypt(&token, "test-vault-pw").lines().map(|l| format!("          {l}\n")).collect();
+    f.write("host_vars/vaulted.yml", &format!("runners:\n  - name: vaulted\n    tags: [dockerd]\n    token: !vault |\n{sealed}"));
+    assert!(!std::fs::read_to_string(f.dir.join("host_vars/vaulted.yml")).expect("host_vars").contains(&token));
+    inventory(&f, &[("vaulted", &h)], &gitlab, &format!("{}    docker_users: [deploy]\n", upload_distro()));
+    assert!(!h.read("id -nG deploy").split_whitespace().any(|g| g == "docker"), "deploy is not in docker before");
+
+    let r = apply(&f, &gitlab, &["--vault-password-file", "vault-pass", "-vvv", "--diff"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(gitlab.runners().len(), 1, "no runner created for a vaulted token: {:?}", gitlab.runners());
+    assert_eq!(entry(&config(&h), "vaulted").and_then(|e| e["token"].as_str()), Some(token.as_str()));
+    assert!(!r.all().contains(&token), "the vaulted token leaked:\n{}", r.all());
+    assert!(crate::runner::wait_for_poll(&gitlab, id), "the runner never polled with the vaulted token: {:?}", gitlab.runners());
+    assert!(h.read("id -nG deploy").split_whitespace().any(|g| g == "docker"), "docker_users: deploy in the docker group");
+
+    let again = apply(&f, &gitlab, &["--vault-password-file", "vault-pass"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.recap("vaulted").1, 0, "converged:\n{}", again.all());
+    assert_eq!(gitlab.runners().len(), 1);
+}
+
+#[test]
+fn bad_docker_values_exit_5_naming_the_field() {
+    let f = Fixture::new();
+    for (line, field, words) in [
+        ("docker_packages_state: newest", "docker_packages_state", "latest"),
+        ("docker_users: [deploy, '-rf']", "docker_users", "not a valid user or group name"),
+    ] {
+        f.write(
+            "hosts.yml",
+            &format!(
+                "all:\n  vars:\n    gitlab_url: https://gitlab.example.invalid\n    docker_install: distro\n    gitlab_runner_install: upload\n    gitlab_runner_binary: /etc/hostname\n    {line}\n  hosts:\n    h: {{ansible_host: 127.0.0.1, ansible_port: 9}}\n"
+            ),
+        );
+        let r = f.run_env(&["apply", "hosts.yml"], &[("GITLAB_TOKEN", "glpat-x")]);
+        assert_eq!(r.code, 5, "{line}: {}", r.all());
+        assert!(r.stderr.contains(&format!("hosts.yml:7:5: `all.vars.{field}`")), "{line}: file, line, field:\n{}", r.stderr);
+        assert!(r.stderr.contains(words), "{line}:\n{}", r.stderr);
+        assert!(r.stderr.contains("nothing was contacted"), "{}", r.stderr);
+    }
+}

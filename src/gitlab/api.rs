@@ -132,9 +132,11 @@ struct Answer {
     next_page: Option<u32>,
 }
 
-/// A request that got no answer; `sent`: it may have reached GitLab.
+/// A request that got no answer; `sent`: it may have reached GitLab;
+/// `fatal`: trying again cannot help (an untrusted certificate).
 struct NoAnswer {
     sent: bool,
+    fatal: bool,
     why: String,
 }
 
@@ -197,12 +199,23 @@ pub struct Client {
 
 impl Client {
     /// `url` is the GitLab instance, e.g. `https://gitlab.example.com`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(url: &str) -> Result<Client, GitlabError> {
+        Client::with_ca(url, None)
+    }
+
+    /// As [`Client::new`], trusting also the CA certificates of `ca`
+    /// (`gitlab_ca_file`, PEM) besides the system's.
+    pub fn with_ca(url: &str, ca: Option<&[u8]>) -> Result<Client, GitlabError> {
         let base = url.trim_end_matches('/').to_string();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(GitlabError(format!("gitlab_url `{url}` must start with https:// (or http://)")));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca {
+            builder = builder.tls_certs_merge(ca_certificates(pem).map_err(|e| GitlabError(format!("gitlab_ca_file: {e}")))?);
+        }
+        let http = builder
             .timeout(timeout())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("bootstrap/", env!("CARGO_PKG_VERSION")))
@@ -222,11 +235,20 @@ impl Client {
                 root_cause(e)
             }
         };
-        let resp = build(&self.http).send().await.map_err(|e| NoAnswer { sent: !e.is_connect(), why: explain(&e) })?;
+        let resp = build(&self.http).send().await.map_err(|e| match untrusted_certificate(&e) {
+            Some(why) => NoAnswer {
+                sent: false,
+                fatal: true,
+                why: format!(
+                    "GitLab's TLS certificate is not trusted ({why})\n  help: set gitlab_ca_file to the PEM file of the CA that signed it (a private CA)"
+                ),
+            },
+            None => NoAnswer { sent: !e.is_connect(), fatal: false, why: explain(&e) },
+        })?;
         let status = resp.status().as_u16();
         let next_page = next_page(resp.headers());
         // A body cut off is no answer: the request was sent.
-        let text = resp.text().await.map_err(|e| NoAnswer { sent: true, why: explain(&e) })?;
+        let text = resp.text().await.map_err(|e| NoAnswer { sent: true, fatal: false, why: explain(&e) })?;
         let body: Json = serde_json::from_str(&text).unwrap_or(Json::String(text.chars().take(300).collect()));
         Ok(Answer { status, body, next_page })
     }
@@ -240,6 +262,7 @@ impl Client {
             match self.send_once(&build).await {
                 Ok(a) if a.status >= 500 && attempt < ATTEMPTS => last = format!("HTTP {}", a.status),
                 Ok(a) => return Ok(a),
+                Err(e) if e.fatal => return Err(GitlabError(format!("{what} at {}: {}", self.base, e.why))),
                 Err(e) => last = e.why,
             }
             if attempt < ATTEMPTS {
@@ -309,6 +332,7 @@ impl Client {
                 }
                 Ok(a) if a.status >= 500 => format!("HTTP {}", a.status),
                 Ok(a) => return Err(self.explain(a.status, &a.body, what, token_var)),
+                Err(e) if e.fatal => return Err(GitlabError(format!("{what} at {}: {}", self.base, e.why))),
                 // Never reached GitLab: safe to try again.
                 Err(e) if !e.sent => {
                     last = e.why;
@@ -534,6 +558,42 @@ fn detail(body: &Json) -> Option<String> {
         Some(other) => Some(other.to_string()),
         None => None,
     }
+}
+
+/// The certificates of a PEM file (`gitlab_ca_file`), checked: at least
+/// one, each one a certificate a TLS client can trust.
+pub fn ca_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not a PEM certificate file: {}", root_cause(&e)))?;
+    if certs.is_empty() {
+        return Err("holds no certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    // Building a client parses each certificate as the TLS layer will.
+    reqwest::Client::builder()
+        .tls_certs_merge(certs.clone())
+        .build()
+        .map_err(|e| format!("not a usable CA certificate: {}", root_cause(&e)))?;
+    Ok(certs)
+}
+
+/// Why the server's certificate failed verification, if that is what
+/// `e` is about (somewhere in its chain of causes).
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(why) = untrusted_certificate(inner) {
+                    return Some(why);
+                }
+            }
+        }
+        let text = err.to_string();
+        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
+            return Some(text);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

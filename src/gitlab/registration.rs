@@ -68,7 +68,7 @@ pub async fn settle(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
         }
         return Ok(out);
     };
-    let client = Client::new(&s.url)?;
+    let client = s.client()?;
     // In check mode a runner to be created has no id yet: any same-named one is stale.
     let others = match same_named(&client, s, api, out.settled.identity.id).await {
         Ok(o) => o,
@@ -154,7 +154,7 @@ fn outcome(identity: Identity, change: Option<String>, pending: Option<PathBuf>,
 
 async fn settle_token(req: &Request<'_>) -> Result<Outcome, RegistrationError> {
     let (s, existing, system_id) = (req.settings, req.existing, req.system_id);
-    let client = Client::new(&s.url)?;
+    let client = s.client()?;
     let mut learnt: Vec<String> = existing.token.iter().cloned().collect();
     let desc = &s.spec.description;
     if s.registration == Registration::Token {

@@ -90,6 +90,23 @@ pub struct RunnerSettings {
     /// `state: absent`: delete the runner in GitLab and drop it from
     /// config.toml.
     pub absent: bool,
+    /// `gitlab_ca_file`: the CA GitLab's certificate is checked against.
+    pub ca: Option<CaFile>,
+}
+
+/// A CA certificate file (PEM) on the controller that GitLab's TLS
+/// certificate is checked against, besides the system's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: std::path::PathBuf,
+    pub pem: std::sync::Arc<Vec<u8>>,
+}
+
+/// Where the runner finds the CA for `url` on the host, as gitlab-runner
+/// looks for it by default: `/etc/gitlab-runner/certs/<hostname>.crt`.
+pub fn ca_path_on_host(url: &str) -> Option<String> {
+    let host = reqwest::Url::parse(url).ok()?.host_str()?.trim_matches(|c| c == '[' || c == ']').to_string();
+    (!host.is_empty() && !host.contains('/')).then(|| format!("/etc/gitlab-runner/certs/{host}.crt"))
 }
 
 impl RunnerSettings {
@@ -97,6 +114,11 @@ impl RunnerSettings {
     /// name there.
     pub fn key(&self) -> String {
         runner_key(&self.config, &self.spec.description)
+    }
+
+    /// The GitLab client for this runner's instance (and CA).
+    pub fn client(&self) -> Result<super::api::Client, super::api::GitlabError> {
+        super::api::Client::with_ca(&self.url, self.ca.as_ref().map(|c| c.pem.as_slice()))
     }
 }
 
@@ -244,6 +266,16 @@ mod tests {
     fn the_system_id_lives_beside_the_config_in_use() {
         assert_eq!(system_id_path("/etc/gitlab-runner/config.toml"), "/etc/gitlab-runner/.runner_system_id");
         assert_eq!(system_id_path("/srv/runner-b/config.toml"), "/srv/runner-b/.runner_system_id");
+    }
+
+    #[test]
+    fn the_ca_goes_where_gitlab_runner_looks_for_it() {
+        assert_eq!(
+            ca_path_on_host("https://gitlab.example.com:8443/x").as_deref(),
+            Some("/etc/gitlab-runner/certs/gitlab.example.com.crt")
+        );
+        assert_eq!(ca_path_on_host("https://10.0.0.1").as_deref(), Some("/etc/gitlab-runner/certs/10.0.0.1.crt"));
+        assert_eq!(ca_path_on_host("not a url"), None);
     }
 
     #[test]

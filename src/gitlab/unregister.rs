@@ -1,7 +1,6 @@
 //! The GitLab side of `unregister` and `verify`: deleting a host's runner
 //! (by its token, else by id, else by name) and checking its token.
 
-use super::api::Client;
 use super::runner::{Registration, RunnerSettings};
 use super::shared::{same_named, RegistrationError, Secrets};
 
@@ -15,7 +14,7 @@ pub struct Deleted {
 /// Delete the runner of a host in GitLab: by its token if the host holds
 /// one, else (with GITLAB_TOKEN) by id, else by name in its scope.
 pub async fn delete(s: &RunnerSettings, token: Option<&str>, id: Option<u64>, secrets: &Secrets) -> Result<Deleted, RegistrationError> {
-    let client = Client::new(&s.url)?;
+    let client = s.client()?;
     let desc = &s.spec.description;
     if let Some(t) = token {
         if client.delete_by_token(t).await? {
@@ -53,6 +52,6 @@ pub async fn delete(s: &RunnerSettings, token: Option<&str>, id: Option<u64>, se
 }
 
 /// Whether GitLab accepts `token` (`runners/verify`).
-pub async fn token_valid(url: &str, token: &str) -> Result<bool, RegistrationError> {
-    Ok(Client::new(url)?.verify(token, None).await?.is_valid())
+pub async fn token_valid(s: &RunnerSettings, token: &str) -> Result<bool, RegistrationError> {
+    Ok(s.client()?.verify(token, None).await?.is_valid())
 }

@@ -1,4 +1,4 @@
-//! `apt`: Debian packages present, absent, or at a version; the package
+//! `apt`: Debian packages present, latest, absent, or at a version; the package
 //! lists refreshed when older than `cache_valid_time` or when a task in this
 //! run changed the apt sources. Every apt command waits (bounded by
 //! `lock_timeout`, default 300 s) for the dpkg lock that cloud-init and
@@ -16,6 +16,9 @@ pub struct Apt {
     /// (name, pinned version)
     pub packages: Vec<(String, Option<String>)>,
     pub present: bool,
+    /// `state: latest`: upgraded when the host's lists know a newer
+    /// candidate (a pinned version still wins).
+    pub latest: bool,
     pub update_cache: bool,
     pub cache_valid_time: u64,
     pub purge: bool,
@@ -52,7 +55,7 @@ impl Apt {
             }
             packages.push((name, version));
         }
-        let state = a.choice("state", &["present", "installed", "absent", "removed"], "present")?;
+        let state = a.choice("state", &["present", "installed", "latest", "absent", "removed"], "present")?;
         let update_cache = a.opt_bool("update_cache")?.unwrap_or(false);
         if packages.is_empty() && !update_cache {
             return Err(ArgError::field("name", "is required (or set update_cache: true)"));
@@ -62,7 +65,8 @@ impl Apt {
         }
         Ok(Apt {
             packages,
-            present: matches!(state.as_str(), "present" | "installed"),
+            present: matches!(state.as_str(), "present" | "installed" | "latest"),
+            latest: state == "latest",
             update_cache,
             cache_valid_time: a.opt_u64("cache_valid_time")?.unwrap_or(0),
             purge: a.opt_bool("purge")?.unwrap_or(false),
@@ -73,6 +77,13 @@ impl Apt {
     pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
         for (p, _) in &self.packages {
             out.insert(FactRequest::Package(p.clone()));
+        }
+        if self.latest {
+            for (p, v) in &self.packages {
+                if v.is_none() {
+                    out.insert(FactRequest::Candidate(p.clone()));
+                }
+            }
         }
         if self.update_cache {
             out.insert(FactRequest::AptCache);
@@ -93,6 +104,10 @@ impl Apt {
             if self.present {
                 let ok = installed
                     && match version {
+                        None if self.latest => match facts.candidates.get(name) {
+                            Some(c) => have.and_then(|p| p.version.as_deref()) == Some(c.as_str()),
+                            None => true,
+                        },
                         None => true,
                         Some(v) => {
                             let hv = have.and_then(|p| p.version.as_deref()).unwrap_or("");
@@ -175,6 +190,24 @@ mod tests {
         }
         f.apt_cache_age = cache_age;
         f
+    }
+
+    #[test]
+    fn latest_upgrades_to_the_candidate_and_only_then() {
+        let a = apt(json!({"name": ["curl", "jq"], "state": "latest"}));
+        let mut probes = BTreeSet::new();
+        a.probes(&mut probes);
+        assert!(probes.contains(&FactRequest::Candidate("curl".into())));
+        let mut f = facts(&[("curl", "7"), ("jq", "1")], Some(10));
+        f.candidates.insert("curl".into(), "8".into());
+        f.candidates.insert("jq".into(), "1".into());
+        assert_eq!(a.plan(&f), vec![Change::AptInstall { packages: vec!["curl".into()], lock_timeout: 300 }]);
+        f.candidates.insert("curl".into(), "7".into());
+        assert!(a.plan(&f).is_empty(), "at the candidate: nothing to do");
+        let present = apt(json!({"name": ["curl"]}));
+        f.candidates.insert("curl".into(), "9".into());
+        assert!(present.plan(&f).is_empty(), "present does not upgrade");
+        assert!(Apt::parse(&Args(json!({"name": "curl", "state": "newest"}).as_object().unwrap())).is_err());
     }
 
     #[test]

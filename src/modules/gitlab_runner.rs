@@ -27,7 +27,7 @@ use toml::{Table, Value};
 
 use super::{check_path, ArgError, Args, ParseCtx, Spec};
 use crate::gitlab::config_toml::{self, datetime, deep_merge, from_json, Desired, Managed};
-use crate::gitlab::runner::{system_id_path, Identity, Registration, RunnerSettings, RunnerSpec};
+use crate::gitlab::runner::{ca_path_on_host, system_id_path, CaFile, Identity, Registration, RunnerSettings, RunnerSpec};
 use crate::plan::changes::{Attrs, Change};
 use crate::plan::facts::{FactRequest, Facts};
 use crate::plan::module::{Action, Module};
@@ -69,6 +69,7 @@ static SPEC: Spec = Spec {
         "allowed_images",
         "allowed_pull_policies",
         "environment",
+        "ca_file",
     ],
     late: &["concurrent"],
     free_form: None,
@@ -173,6 +174,7 @@ pub fn settings(a: &Args) -> Result<RunnerSettings, ArgError> {
         },
         token: None,
         absent: false,
+        ca: None,
     })
 }
 
@@ -423,6 +425,9 @@ pub fn runner_table(e: &Entry, d: &Defaults, identity: &Identity) -> Table {
     put(&mut t, "token", Value::String(identity.token.clone()));
     put(&mut t, "token_obtained_at", datetime(&identity.token_obtained_at));
     put(&mut t, "token_expires_at", datetime(&identity.token_expires_at));
+    if let Some(ca) = s.ca.as_ref().and(ca_path_on_host(&s.url)) {
+        put(&mut t, "tls-ca-file", Value::String(ca));
+    }
     put(&mut t, "executor", Value::String("docker".into()));
     if e.socket {
         put(&mut t, "builds_dir", Value::String(d.builds_dir.clone()));
@@ -531,6 +536,34 @@ fn defaults(a: &Args) -> Result<Defaults, ArgError> {
     })
 }
 
+/// `ca_file` (`gitlab_ca_file`): the PEM file on the controller, read and
+/// checked now, so that a bad one fails before any connection.
+fn ca_file(a: &Args, ctx: &ParseCtx, url: &str) -> Result<Option<CaFile>, ArgError> {
+    let Some(name) = a.opt_str("ca_file")?.filter(|s| !s.trim().is_empty()) else { return Ok(None) };
+    let bad = |why: String| ArgError::field("ca_file", format!("gitlab_ca_file `{name}`: {why}"));
+    let path = super::local_file(ctx.base_dir, "files", &name).ok_or_else(|| bad("no such file on the controller".into()))?;
+    let pem = ctx.files.get(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    // Checked once per content, however many hosts share the file.
+    static CHECKED: std::sync::Mutex<Vec<(String, Result<(), String>)>> = std::sync::Mutex::new(Vec::new());
+    let sum = crate::plan::changes::sha256_hex(&pem);
+    let known = CHECKED.lock().ok().and_then(|c| c.iter().find(|(k, _)| *k == sum).map(|(_, r)| r.clone()));
+    let checked = match known {
+        Some(r) => r,
+        None => {
+            let r = crate::gitlab::api::ca_certificates(&pem).map(|_| ());
+            if let Ok(mut c) = CHECKED.lock() {
+                c.push((sum, r.clone()));
+            }
+            r
+        }
+    };
+    checked.map_err(bad)?;
+    if ca_path_on_host(url).is_none() {
+        return Err(ArgError::field("url", format!("`{url}` names no host for the CA file's name on the host")));
+    }
+    Ok(Some(CaFile { path, pem }))
+}
+
 /// What config.toml is made of.
 #[derive(Debug, Clone, PartialEq)]
 enum Content {
@@ -566,6 +599,13 @@ impl GitlabRunner {
                 config: Table::new(),
             }],
         };
+        let mut entries = entries;
+        if let Some(url) = entries.first().map(|e| e.settings.url.clone()) {
+            let ca = ca_file(a, ctx, &url)?;
+            for e in &mut entries {
+                e.settings.ca = ca.clone();
+            }
+        }
         let Some(first) = entries.first() else {
             return Err(ArgError::field("runners", "lists no runner"));
         };
@@ -596,6 +636,8 @@ impl GitlabRunner {
             let mut own = id.template_vars();
             own.insert("runner_url".into(), Json::String(s.url.clone()));
             own.insert("runner_description".into(), Json::String(s.spec.description.clone()));
+            let ca = s.ca.as_ref().and(ca_path_on_host(&s.url));
+            own.insert("runner_tls_ca_file".into(), ca.map(Json::String).unwrap_or(Json::Null));
             let text = ctx
                 .templates
                 .render_file(&s.template, &ctx.vars.with(&own))

@@ -1,6 +1,8 @@
 //! `user` and `group`: local accounts, created, adjusted or removed.
 //! `groups` are added to the user's groups (Ansible's `append: true`);
-//! other groups the user has are left alone.
+//! other groups the user has are left alone. A `group`'s `members` (not
+//! in Ansible's module: its users' `groups`, from the group's side) are
+//! existing users added to it, the same way.
 
 use std::collections::BTreeSet;
 
@@ -84,31 +86,54 @@ pub struct Group {
     pub gid: Option<u32>,
     pub system: bool,
     pub present: bool,
+    /// Existing users added to the group (others it has are left alone).
+    pub members: Vec<String>,
 }
 
 impl Group {
     pub fn parse(a: &Args) -> Result<Group, ArgError> {
         let name = a.str("name")?;
         check_name("name", &name)?;
+        let members = a.list("members")?;
+        for m in &members {
+            check_name("members", m)?;
+        }
+        let present = a.choice("state", &["present", "absent"], "present")? == "present";
+        if !present && !members.is_empty() {
+            return Err(ArgError::field("members", "a group to remove takes no members"));
+        }
         Ok(Group {
             name,
+            members,
             gid: a.opt_u64("gid")?.map(|g| u32::try_from(g).map_err(|_| ArgError::field("gid", "is too large"))).transpose()?,
             system: a.opt_bool("system")?.unwrap_or(false),
-            present: a.choice("state", &["present", "absent"], "present")? == "present",
+            present,
         })
     }
 
     pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
         out.insert(FactRequest::Group(self.name.clone()));
+        for m in &self.members {
+            out.insert(FactRequest::User(m.clone()));
+        }
     }
 
-    pub fn plan(&self, facts: &Facts) -> Vec<Change> {
+    pub fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
         let exists = facts.groups.get(&self.name).map(|g| g.is_some()).unwrap_or(false);
-        match (self.present, exists) {
+        let mut changes = match (self.present, exists) {
             (true, false) => vec![Change::GroupAdd { name: self.name.clone(), gid: self.gid, system: self.system }],
             (false, true) => vec![Change::GroupDel { name: self.name.clone() }],
             _ => vec![],
+        };
+        for m in &self.members {
+            let Some(u) = facts.users.get(m).and_then(|u| u.as_ref()) else {
+                return Err(format!("members: user `{m}` does not exist on the host (create it first)"));
+            };
+            if !u.groups.contains(&self.name) {
+                changes.push(Change::UserMod { name: m.clone(), add_groups: vec![self.name.clone()], shell: None, home: None });
+            }
         }
+        Ok(changes)
     }
 }
 
@@ -143,7 +168,7 @@ impl Action for User {
 /// The `group` module.
 pub struct GroupModule;
 pub static GROUP: GroupModule = GroupModule;
-static GROUP_SPEC: Spec = Spec { name: "group", args: &["name", "state", "gid", "system"], late: &[], free_form: None };
+static GROUP_SPEC: Spec = Spec { name: "group", args: &["name", "state", "gid", "system", "members"], late: &[], free_form: None };
 
 impl Module for GroupModule {
     fn spec(&self) -> &'static Spec {
@@ -159,7 +184,7 @@ impl Action for Group {
         Group::probes(self, out)
     }
     fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
-        Ok(Group::plan(self, facts))
+        Group::plan(self, facts)
     }
 }
 
@@ -167,6 +192,35 @@ impl Action for Group {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn members_are_added_to_the_group_once() {
+        use crate::plan::facts::User as U;
+        let g = Group::parse(&Args(json!({"name": "docker", "members": ["deploy", "ops"]}).as_object().unwrap())).unwrap();
+        let mut f = Facts::default();
+        f.groups.insert("docker".into(), Some(crate::plan::facts::Group { gid: 999 }));
+        let user = |groups: &[&str]| {
+            Some(U {
+                uid: 1000,
+                gid: 1000,
+                home: "/home/x".into(),
+                shell: "/bin/sh".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            })
+        };
+        f.users.insert("deploy".into(), user(&["deploy"]));
+        f.users.insert("ops".into(), user(&["ops", "docker"]));
+        assert_eq!(
+            g.plan(&f).unwrap(),
+            vec![Change::UserMod { name: "deploy".into(), add_groups: vec!["docker".into()], shell: None, home: None }]
+        );
+        f.users.insert("deploy".into(), user(&["deploy", "docker"]));
+        assert_eq!(g.plan(&f).unwrap(), vec![]);
+        f.users.insert("ops".into(), None);
+        assert!(g.plan(&f).unwrap_err().contains("`ops` does not exist"));
+        let bad = Group::parse(&Args(json!({"name": "docker", "members": "deploy;reboot"}).as_object().unwrap())).unwrap_err();
+        assert_eq!(bad.field.as_deref(), Some("members"));
+    }
 
     #[test]
     fn adds_missing_groups_only() {

@@ -31,6 +31,8 @@ pub enum FactRequest {
     AptSourcesFor(String),
     /// Exit status of a guard command (`unless`).
     Guard(String),
+    /// The version apt would install of a package (`state: latest`).
+    Candidate(String),
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -136,6 +138,9 @@ pub struct Facts {
     #[serde(skip)]
     pub units_changed: bool,
     pub guards: BTreeMap<String, i32>,
+    /// apt's candidate version of a package, from the lists the host has
+    /// (absent: none known).
+    pub candidates: BTreeMap<String, String>,
 }
 
 impl Facts {

@@ -31,9 +31,11 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
     ));
     let mut packages = Vec::new();
     let mut services = Vec::new();
+    let mut candidates = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         match r {
             FactRequest::Package(p) => packages.push(quote(p)),
+            FactRequest::Candidate(p) => candidates.push(quote(p)),
             FactRequest::Service(u) => services.push(quote(&unit_name(u))),
             FactRequest::Path { path, content } => {
                 s.push_str(&format!("echo '{m} path {i}'; p={}\n", quote(path)));
@@ -82,6 +84,12 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
         s.push_str(&format!(
             "echo '{m} services'; systemctl show -p Id,LoadState,ActiveState,UnitFileState {} 2>/dev/null; echo\n",
             services.join(" ")
+        ));
+    }
+    if !candidates.is_empty() {
+        s.push_str(&format!(
+            "echo '{m} candidates'; for p in {}; do printf '%s\\t%s\\n' \"$p\" \"$(apt-cache policy -- \"$p\" 2>/dev/null | sed -n 's/^ *Candidate: //p')\"; done\n",
+            candidates.join(" ")
         ));
     }
     s.push_str(&format!("echo '{m} end'\n"));
@@ -179,6 +187,16 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
                     let name = name.split(':').next().unwrap_or(name);
                     let installed = status.starts_with("ii") || status.starts_with("hi");
                     f.packages.insert(name.to_string(), Package { installed, version: installed.then(|| version.to_string()) });
+                }
+            }
+            ("candidates", _) => {
+                for l in lines {
+                    if let Some((name, version)) = l.split_once('\t') {
+                        let version = version.trim();
+                        if !version.is_empty() && version != "(none)" {
+                            f.candidates.insert(name.to_string(), version.to_string());
+                        }
+                    }
                 }
             }
             ("services", _) => {
@@ -295,8 +313,11 @@ mod tests {
 @@N user 5\ndeploy:x:1000:1000::/home/deploy:/bin/bash\ngroups=deploy sudo\n\
 @@N aptcache\nlists=4\nnow=1000\nmtime=900\nmtime=400\n\
 @@N packages\ncurl\tii \t7.88.1-10\n\
+@@N candidates\ncurl\t7.88.1-10+deb12u8\ndocker.io\t(none)\njq\t\n\
 @@N services\nId=ssh.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n@@N end\n";
         let f = parse("N", &r, out).unwrap();
+        assert_eq!(f.candidates.get("curl").map(String::as_str), Some("7.88.1-10+deb12u8"));
+        assert!(!f.candidates.contains_key("docker.io") && !f.candidates.contains_key("jq"), "no candidate: none known");
         assert_eq!(f.os.codename, "bookworm");
         assert_eq!(f.os.version_id, "12");
         assert!(f.os.systemd);
@@ -320,11 +341,17 @@ mod tests {
         let mut r = reqs();
         r.insert(FactRequest::Guard("true".into()));
         r.insert(FactRequest::Path { path: "/etc/hostname".into(), content: true });
+        r.insert(FactRequest::Candidate("bash".into()));
+        r.insert(FactRequest::Candidate("no-such-package-here".into()));
         let s = script("T3st", &r);
         let out = std::process::Command::new("sh").arg("-c").arg(&s).output().unwrap();
         let f = parse("T3st", &r, &String::from_utf8_lossy(&out.stdout)).unwrap();
         assert_eq!(f.guards["true"], 0);
         assert!(f.path("/etc/hostname").unwrap().sha256.as_ref().unwrap().len() == 64);
         assert!(f.path("/etc/hostname").unwrap().content.is_some());
+        assert!(!f.candidates.contains_key("no-such-package-here"));
+        if std::path::Path::new("/var/lib/dpkg/status").exists() {
+            assert!(f.candidates.get("bash").is_some_and(|v| !v.is_empty()), "apt knows bash here: {:?}", f.candidates);
+        }
     }
 }

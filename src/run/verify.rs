@@ -157,7 +157,7 @@ pub async fn verify(ctx: &HostCtx<'_>, facts: &Facts, reg: Option<&RunnerSetting
             ),
             Some(t) => {
                 let t0 = Instant::now();
-                let result = token_valid(&s.url, t).await.map_err(|e| e.to_string());
+                let result = token_valid(s, t).await.map_err(|e| e.to_string());
                 let ms = t0.elapsed().as_millis() as u64;
                 match result {
                     Ok(true) => rep.task(

@@ -26,6 +26,7 @@ import fnmatch
 import json
 import secrets
 import signal
+import ssl
 import string
 import sys
 import threading
@@ -636,11 +637,16 @@ def main():
                     help="runner tokens expire this long after they are made (upstream: runner_token_expiration_interval)")
     ap.add_argument("--online-seconds", type=float, default=7200,
                     help="a runner is online if it asked for a job this recently (upstream: 2 h)")
+    ap.add_argument("--tls-cert", metavar="FILE",
+                    help="serve HTTPS with this PEM certificate (chain) instead of HTTP; needs --tls-key")
+    ap.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     opts = ap.parse_args()
     # ID -> parent group (None: top level); a later --group/--project of an id wins.
     opts.group_parent = {i: p for i, p in opts.group}
     opts.project_group = {i: g for i, g in opts.project}
     opts.group, opts.project = list(opts.group_parent), list(opts.project_group)
+    if bool(opts.tls_cert) != bool(opts.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
 
     host, _, port = opts.listen.rpartition(":")
     Handler.state = State(opts)
@@ -652,8 +658,14 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    scheme = "http"
+    if opts.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(opts.tls_cert, opts.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     h, p = server.server_address[:2]
-    print(f"url=http://{h}:{p}", flush=True)
+    print(f"url={scheme}://{h}:{p}", flush=True)
     print(f"standin: listening on {h}:{p}; {len(opts.token)} token(s), "
           f"legacy registration {'disabled' if opts.legacy_disabled else 'enabled'}", file=sys.stderr, flush=True)
     server.serve_forever(poll_interval=0.2)
