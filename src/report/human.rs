@@ -170,6 +170,18 @@ impl Reporter for Human {
                     self.line(&format!("{}: [{host}] {name}: {msg}", self.paint("waiting", "36")));
                 }
             }
+            Event::UploadProgress { host, path, sent, total, .. } => {
+                let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                let pct = if *total == 0 { 100 } else { sent * 100 / total };
+                let text = format!("uploading {path}: {:.1} of {:.1} MiB ({pct}%)", mib(*sent), mib(*total));
+                if let Some(pb) = self.bars.get(host) {
+                    pb.set_message(self.redactor.mask(&text));
+                }
+                // `-v`: when it starts and when it is done.
+                if self.verbose >= 1 && !self.quiet && (*sent == 0 || sent == total) {
+                    self.line(&format!("{}: [{host}] {text}", self.paint("upload", "36")));
+                }
+            }
             Event::TaskEnd { host, name, handler, status, changes, msg, output, diff, duration_ms, .. } => {
                 let name = if *handler { format!("{name} (handler)") } else { name.clone() };
                 let show = match status {

@@ -141,6 +141,15 @@ pub enum Event {
         msg: String,
         elapsed_ms: u64,
     },
+    /// A large file on its way to the host, before the apply script runs
+    /// (`task` is the task that installs it): bytes sent of the total.
+    UploadProgress {
+        host: String,
+        task: usize,
+        path: String,
+        sent: u64,
+        total: u64,
+    },
     TaskEnd {
         host: String,
         task: usize,
@@ -230,6 +239,7 @@ mod tests {
             Event::Facts { host: "h".into(), facts: serde_json::json!({"ansible_distribution": "Debian"}) },
             Event::TaskStart { host: "h".into(), task: 0, name: "t".into() },
             Event::TaskProgress { host: "h".into(), task: 0, msg: "waiting".into(), elapsed_ms: 1 },
+            Event::UploadProgress { host: "h".into(), task: 0, path: "/usr/local/bin/x".into(), sent: 1, total: 2 },
             Event::TaskEnd {
                 host: "h".into(),
                 task: 0,

@@ -77,17 +77,35 @@ pub async fn execute(ctx: &HostCtx<'_>, plan: &HostPlan, opts: ExecOptions) -> E
 
 /// Large files travel before the script, each on a channel of its own.
 async fn upload_staged(ctx: &HostCtx<'_>, plan: &HostPlan, emitter: &mut Emitter<'_, '_>) -> Option<String> {
-    let staged: Vec<(String, Arc<Vec<u8>>)> = plan
+    let staged: Vec<(usize, String, String, Arc<Vec<u8>>)> = plan
         .changes()
-        .flat_map(|(_, _, cs)| cs.iter())
-        .filter_map(|c| match c {
-            Change::WriteFile { path, content, .. } => staged_path(path, content).map(|s| (s, content.clone())),
+        .flat_map(|(i, _, cs)| cs.iter().map(move |c| (i, c)))
+        .filter_map(|(i, c)| match c {
+            Change::WriteFile { path, content, .. } => staged_path(path, content).map(|s| (i, path.clone(), s, content.clone())),
             _ => None,
         })
         .collect();
-    for (path, content) in staged {
+    for (task, dest, path, content) in staged {
         let cmd = format!("umask 077; cat > {}", quote(&path));
-        match ctx.session.run_as(&cmd, content.to_vec(), ctx.become_, |_| {}).await {
+        let total = content.len() as u64;
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = |n: u64| Event::UploadProgress { host: ctx.name.to_string(), task, path: dest.clone(), sent: n, total };
+        ctx.send(progress(0));
+        let upload = ctx.session.run_as_counted(&cmd, content.to_vec(), ctx.become_, |_| {}, Some(sent.clone()));
+        tokio::pin!(upload);
+        // Bytes sent, twice a second, while it travels.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        tick.tick().await;
+        let result = loop {
+            tokio::select! {
+                r = &mut upload => break r,
+                _ = tick.tick() => ctx.send(progress(sent.load(std::sync::atomic::Ordering::Relaxed))),
+            }
+        };
+        if result.as_ref().is_ok_and(|o| o.status == Some(0)) {
+            ctx.send(progress(total));
+        }
+        match result {
             Ok(o) if o.status == Some(0) => {}
             Ok(o) => {
                 emitter.fail_current(None, format!("uploading {path} failed: {}", String::from_utf8_lossy(&o.stderr).trim()));

@@ -215,7 +215,15 @@ impl Session {
     /// Run `command` with `stdin`, calling `on_stdout` with output as it
     /// arrives. Stdin is written while output is read, so neither side can
     /// block the other.
-    pub async fn exec(&self, command: &str, stdin: Vec<u8>, mut on_stdout: impl FnMut(&[u8]) + Send) -> Result<Output, SshError> {
+    /// With `sent`, the bytes of stdin past the first `skip` are added to
+    /// it as they go out (an upload's progress).
+    async fn exec_counted(
+        &self,
+        command: &str,
+        stdin: Vec<u8>,
+        mut on_stdout: impl FnMut(&[u8]) + Send,
+        sent: Option<(Arc<std::sync::atomic::AtomicU64>, u64)>,
+    ) -> Result<Output, SshError> {
         let _permit = self.channels.acquire().await.map_err(|_| SshError::Protocol("connection closed".into()))?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let channel = self
@@ -231,7 +239,24 @@ impl Session {
         let mut stdin_writer = write.make_writer();
         let writer = tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            let r = stdin_writer.write_all(&stdin).await;
+            let r = match &sent {
+                None => stdin_writer.write_all(&stdin).await,
+                Some((n, skip)) => {
+                    // Counted past the first `skip` bytes (a become password).
+                    let mut r = Ok(());
+                    let mut written = 0u64;
+                    for chunk in stdin.chunks(256 * 1024) {
+                        r = stdin_writer.write_all(chunk).await;
+                        if r.is_err() {
+                            break;
+                        }
+                        let before = written.saturating_sub(*skip);
+                        written += chunk.len() as u64;
+                        n.fetch_add(written.saturating_sub(*skip) - before, Ordering::Relaxed);
+                    }
+                    r
+                }
+            };
             // Shutting the writer down sends EOF.
             let _ = stdin_writer.shutdown().await;
             r
@@ -277,6 +302,19 @@ impl Session {
         become_: &Become,
         on_stdout: impl FnMut(&[u8]) + Send,
     ) -> Result<Output, SshError> {
+        self.run_as_counted(inner, data, become_, on_stdout, None).await
+    }
+
+    /// [`Session::run_as`], counting the bytes of `data` sent in `sent`
+    /// (the become password before them is not counted).
+    pub async fn run_as_counted(
+        &self,
+        inner: &str,
+        data: Vec<u8>,
+        become_: &Become,
+        on_stdout: impl FnMut(&[u8]) + Send,
+        sent: Option<Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Result<Output, SshError> {
         use super::shell::quote;
         let (command, mut stdin) = match become_ {
             Become::No => (format!("sh -c {}", quote(inner)), Vec::new()),
@@ -294,8 +332,9 @@ impl Session {
                 (cmd, s)
             }
         };
+        let preamble = stdin.len() as u64;
         stdin.extend_from_slice(&data);
-        let out = self.exec(&command, stdin, on_stdout).await?;
+        let out = self.exec_counted(&command, stdin, on_stdout, sent.map(|n| (n, preamble))).await?;
         if let Become::Sudo { user, .. } = become_ {
             if out.status == Some(1) && out.stdout.is_empty() {
                 let err = String::from_utf8_lossy(&out.stderr);

@@ -499,3 +499,9 @@ pub fn apt_repos_for(suites: &[&str]) -> Service {
     cmd.args([dir.as_str(), CONTROLLER, "0"]);
     Service::start(cmd)
 }
+
+/// The SHA-256 of `data`, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
