@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::runner::{Registration, RunnerSpec};
+use super::runner::{Registration, RunnerSettings, RunnerSpec};
 
 /// How many times a request is tried when GitLab answers 5xx.
 const ATTEMPTS: u32 = 3;
@@ -535,6 +535,13 @@ pub fn explain_for_tests(status: u16, body: &Json) -> String {
     match Client::new("https://g.example") {
         Ok(c) => c.explain(status, body, "creating the runner", "GITLAB_TOKEN").0,
         Err(e) => e.0,
+    }
+}
+
+impl RunnerSettings {
+    /// The GitLab client for this runner's instance (and CA).
+    pub fn client(&self) -> Result<Client, GitlabError> {
+        Client::with_ca(&self.url, self.ca.as_ref().map(|c| c.pem.as_slice()))
     }
 }
 

@@ -115,11 +115,6 @@ impl RunnerSettings {
     pub fn key(&self) -> String {
         runner_key(&self.config, &self.spec.description)
     }
-
-    /// The GitLab client for this runner's instance (and CA).
-    pub fn client(&self) -> Result<super::api::Client, super::api::GitlabError> {
-        super::api::Client::with_ca(&self.url, self.ca.as_ref().map(|c| c.pem.as_slice()))
-    }
 }
 
 /// The token fields of one `[[runners]]` entry of a config.toml.
