@@ -374,8 +374,10 @@ fn json_events_match_their_readme_documentation() {
     std::fs::write(&inv, text).expect("inventory");
     f.write(
         "site.yml",
-        "- hosts: all\n  tasks:\n    - name: motd\n      copy: {dest: /etc/motd, content: \"hello\\n\"}\n      notify: touched\n    - name: never\n      command: /bin/false\n      when: false\n    - name: uptime\n      command: cat /proc/uptime\n  handlers:\n    - name: touched\n      command: touch /tmp/touched\n",
+        "- hosts: all\n  tasks:\n    - name: motd\n      copy: {dest: /etc/motd, content: \"hello\\n\"}\n      notify: touched\n    - name: large file\n      copy: {src: big.bin, dest: /tmp/big.bin}\n    - name: never\n      command: /bin/false\n      when: false\n    - name: uptime\n      command: cat /proc/uptime\n  handlers:\n    - name: touched\n      command: touch /tmp/touched\n",
     );
+    // Over the size that travels before the script: `upload_progress`.
+    f.write("big.bin", &"0123456789abcdef".repeat(20 * 1024));
     f.write("fail.yml", "- hosts: all\n  tasks:\n    - name: breaks\n      shell: echo broken >&2; exit 3\n");
     let mut seen = BTreeSet::new();
     for args in [
