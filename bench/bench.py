@@ -946,6 +946,9 @@ def main():
     if not os.path.isdir(CPUACCT):
         raise SystemExit(f"bench: no cpuacct cgroup hierarchy at {CPUACCT}")
 
+    if args.report_only and args.scale:
+        import scale
+        return scale.report_only(out_dir)
     if args.report_only:
         report = Report(out_dir, args.quick)
         report.load_previous(set())

@@ -221,6 +221,28 @@ def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse
     return rc
 
 
+def report_only(out_dir):
+    """scale.md and scale.png again from scale-samples.csv and scale-run.json."""
+    with open(os.path.join(out_dir, "scale-run.json")) as f:
+        saved = json.load(f)
+    samples = []
+    with open(os.path.join(out_dir, "scale-samples.csv")) as f:
+        for row in csv.DictReader(f):
+            s = {}
+            for k, v in row.items():
+                if k in ("kind", "run_id", "builders", "started"):
+                    s[k] = v
+                elif k in ("n", "forks", "exit", "changed", "failed", "hosts_seen", "rt_min", "rt_max"):
+                    s[k] = int(v) if v not in ("", None) else None
+                else:
+                    s[k] = float(v) if v not in ("", None) else None
+            samples.append(s)
+    ns = sorted({s["n"] for s in samples})
+    forks_list = sorted({s["forks"] for s in samples})
+    write(out_dir, saved["run"], samples, saved["checks"], ns, forks_list)
+    return 0
+
+
 def summarize(samples, ns, forks_list):
     """Medians per (kind, N, forks), fits, target lines."""
     from statistics import median
@@ -321,14 +343,16 @@ def chart(out_dir, med, ns, forks_list):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:cyan", "tab:olive", "tab:pink")
     for kind, style in (("rerun", "-o"), ("check", "--s")):
-        for forks in forks_list:
+        for i, forks in enumerate(forks_list):
             pts = [(n, med[(kind, n, forks)]) for n in ns if (kind, n, forks) in med]
             if not pts:
                 continue
             label = f"bootstrap {'apply (converged)' if kind == 'rerun' else 'check'}, forks {forks}"
-            ax1.plot([p[0] for p in pts], [p[1]["wall_s"] for p in pts], style, label=label)
-            ax2.plot([p[0] for p in pts], [p[1]["maxrss_mib"] for p in pts], style, label=label)
+            c = colors[i % len(colors)]
+            ax1.plot([p[0] for p in pts], [p[1]["wall_s"] for p in pts], style, color=c, label=label)
+            ax2.plot([p[0] for p in pts], [p[1]["maxrss_mib"] for p in pts], style, color=c, label=label)
     # the peers where they were run: the regular benchmark (results.csv, workload a, converged
     # re-run, one host per test host)
     peers = os.path.join(out_dir, "results.csv")
