@@ -127,6 +127,37 @@ def list_hosts_best(b, bootstrap, inv, playbook, cwd, reps=5):
     return best, rss
 
 
+def first_event_runner(bootstrap, n=1000, reps=5):
+    """Start to the first host_start event with the built-in runner playbook on bench/parse.py's
+    inventory of n hosts (group_vars, host_vars): every host pointed at 127.0.0.1 port 1 (nothing
+    listens; loopback only) and the process killed at its first host_start event. The best of
+    `reps`, in seconds."""
+    import tempfile
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import parse
+    env = {**os.environ, "ANSIBLE_CONFIG": "/nonexistent", "GITLAB_TOKEN": "glpat-bench"}
+    best = None
+    with tempfile.TemporaryDirectory(prefix="bench-first-") as root:
+        parse.write_inventory(root, n)
+        open(os.path.join(root, "known_hosts"), "w").close()
+        argv = [bootstrap, "apply", "-i", "hosts", "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1",
+                "--known-hosts", "known_hosts", "--output", "json", "--forks", "200"]
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            p = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            dt = None
+            for line in p.stdout:
+                if '"host_start"' in line:
+                    dt = time.perf_counter() - t0
+                    break
+            p.kill()
+            p.wait()
+            if dt is None:
+                return None
+            best = dt if best is None else min(best, dt)
+    return best
+
+
 def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse_line):
     """The --scale mode; returns the exit status (1 if a check failed)."""
     guests = args.scale_hosts
@@ -152,6 +183,7 @@ def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse
 
     lh, lh_rss = list_hosts_best(b, tl.bootstrap, access[max(ns)][1], playbook, b.WORKLOADS_DIR)
     info["list_hosts"] = {"n": max(ns), "s": lh, "rss_mib": lh_rss}
+    info["first_event_runner"] = first_event_runner(tl.bootstrap)
 
     session = b.Session(workdir, "scale")
     rc = 0
@@ -324,7 +356,9 @@ def write(out_dir, info, samples, checks, ns, forks_list):
           f"- start to the first connection at N={max(ns)} under 200 ms: in the runs {', '.join(f'{x * 1000:.0f}' for x in sorted(fc)) or '-'} ms "
           f"(median **{f3(sorted(fc)[len(fc) // 2] * 1000 if fc else None, 0)} ms**); "
           f"`apply --list-hosts` (everything before connecting) best of 5 **{f3(lh.get('s') and lh['s'] * 1000, 0)} ms**, "
-          f"peak RSS {f3(lh.get('rss_mib'), 1)} MiB",
+          f"peak RSS {f3(lh.get('rss_mib'), 1)} MiB; with the built-in runner playbook on bench/parse.py's "
+          f"1,000-host inventory (hosts at 127.0.0.1:1, killed at the first event) best of 5 "
+          f"**{f3(info.get('first_event_runner') and info['first_event_runner'] * 1000, 0)} ms**",
           f"- {info.get('parse') or 'bench/parse.py: not run'}",
           "", "Checks: " + (f"all {len(checks)} passed" if all(c["ok"] for c in checks) else
                             "FAILED: " + "; ".join(f"{c['check']}: {c['detail']}" for c in checks if not c["ok"])), ""]
