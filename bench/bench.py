@@ -173,6 +173,7 @@ class Fleet:
         self.hosts = {}            # name -> {"address", "hostkey", "index"}
         self.pending = set()       # names being booted or up: torn down on exit
         self.lock = threading.Lock()
+        self.extra_addrs = 0       # --scale: each host also answers on this many addresses
 
     @staticmethod
     def names(n):
@@ -211,12 +212,14 @@ class Fleet:
             self.pending.add(name)
             self._save_alive()
         for attempt in (1, 2):
-            r = subprocess.run([TESTHOST, "up", name, str(idx), self.pubkey], capture_output=True, text=True)
+            extra = ["--extra-addrs", str(self.extra_addrs)] if self.extra_addrs else []
+            r = subprocess.run([TESTHOST, "up", name, str(idx), self.pubkey, *extra], capture_output=True, text=True)
             if r.returncode == 0:
                 kv = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
                 with self.lock:
                     self.hosts[name] = {"address": kv["address"], "hostkey": kv["hostkey_ed25519"], "index": idx,
-                                        "statedir": kv.get("statedir")}
+                                        "statedir": kv.get("statedir"),
+                                        "extra": [a for a in kv.get("extra_addresses", "").split(",") if a]}
                 return
             log(f"{name}: testhost up failed (attempt {attempt}): {r.stderr.strip().splitlines()[-3:]}")
         raise RuntimeError(f"{name}: could not boot")
@@ -880,7 +883,8 @@ def put_debs(fleet, names, debs):
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", default="1,10,50", help="host counts, comma separated (default 1,10,50; at most 100)")
+    ap.add_argument("--n", default=None,
+                    help="host counts, comma separated (default 1,10,50; at most 100; --scale: 100,500,1000)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per N (default 3)")
     ap.add_argument("--workload", default="a,b", help="a (four tasks), b (runner host), or a,b (default)")
     ap.add_argument("--tools", default=",".join(TOOLS), help="subset of bootstrap,ansible,pyinfra (default all)")
@@ -895,6 +899,13 @@ def main():
                     help="workload b: let every host download its packages from the mirror on its first run "
                          "(default: put the .debs into each fresh host's apt cache before the timed run)")
     ap.add_argument("--keep-workdir", action="store_true", help="keep the logs of every run (printed at the end)")
+    ap.add_argument("--scale", action="store_true",
+                    help="bootstrap alone on up to 1,000 hosts: --scale-hosts test hosts answering on many addresses "
+                         "each, converged once, then converged apply and check timed for every --n and --forks "
+                         "(results: scale.md, scale.csv, scale.png; see bench/README.md)")
+    ap.add_argument("--forks", default="50,100,200", help="--scale: the --forks values (default 50,100,200)")
+    ap.add_argument("--scale-hosts", type=int, default=10,
+                    help="--scale: test hosts that carry the N inventory hosts (default 10; at most 251 addresses each)")
     ap.add_argument("--report-only", action="store_true",
                     help="measure nothing: write results.md, results.csv and chart.png again from the samples in --out")
     args = ap.parse_args()
@@ -904,10 +915,14 @@ def main():
         ns, reps = [2], 1
         if "--workload" not in " ".join(sys.argv[1:]):
             args.workload = "a"
+    elif args.scale:
+        ns = sorted({int(x) for x in (args.n or "100,500,1000").split(",") if x})
+        reps = args.reps if "--reps" in " ".join(sys.argv[1:]) else 1
+        args.reps = reps
     else:
-        ns = sorted({int(x) for x in args.n.split(",") if x})
+        ns = sorted({int(x) for x in (args.n or "1,10,50").split(",") if x})
         reps = args.reps
-    wls = [w for w in args.workload.split(",") if w]
+    wls = [w for w in args.workload.split(",") if w] if not args.scale else []   # --scale: its own workload
     tools = [t for t in args.tools.split(",") if t]
     for w in wls:
         if w not in WORKLOADS:
@@ -915,7 +930,13 @@ def main():
     for t in tools:
         if t not in TOOLS:
             ap.error(f"unknown tool {t}")
-    if any(n < 1 or n > 100 for n in ns):
+    if args.scale:
+        forks_list = [int(x) for x in args.forks.split(",") if x]
+        if not ns or any(n < 1 for n in ns) or not forks_list or any(f < 1 for f in forks_list):
+            ap.error("--scale: N and --forks must be positive")
+        if not 1 <= args.scale_hosts <= INDEX_LAST - INDEX_FIRST + 1:
+            ap.error(f"--scale-hosts must be 1..{INDEX_LAST - INDEX_FIRST + 1}")
+    elif any(n < 1 or n > 100 for n in ns):
         ap.error("N must be 1..100")
     out_dir = args.out or os.path.join(HERE, "results", "quick" if args.quick else "")
     out_dir = os.path.abspath(out_dir)
@@ -925,6 +946,9 @@ def main():
     if not os.path.isdir(CPUACCT):
         raise SystemExit(f"bench: no cpuacct cgroup hierarchy at {CPUACCT}")
 
+    if args.report_only and args.scale:
+        import scale
+        return scale.report_only(out_dir)
     if args.report_only:
         report = Report(out_dir, args.quick)
         report.load_previous(set())
@@ -964,11 +988,16 @@ def main():
             f"pyinfra {versions['pyinfra']}; work dir {workdir}")
         if any(WORKLOADS[w].net for w in wls):
             sh([TESTHOST, "net-up"])
-        report.runs[run_id] = {"run_id": run_id, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                               "argv": argv_str, "machine": machine_info(), "versions": versions}
-        fleet.preflight(2 * len(tools) if args.quick else max(ns))
+        if not args.scale:       # --scale writes scale.md/csv/png of its own, never results.md
+            report.runs[run_id] = {"run_id": run_id, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                                   "argv": argv_str, "machine": machine_info(), "versions": versions}
+            fleet.preflight(2 * len(tools) if args.quick else max(ns))
 
-        if args.quick:
+        if args.scale:
+            import scale
+            rc = scale.run(sys.modules[__name__], args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir,
+                           parse.stdout.strip() or None)
+        elif args.quick:
             rc = quick(fleet, tl, report, run_id, wls, tools, workdir, args)
         else:
             rc = full(fleet, tl, report, run_id, wls, ns, reps, tools, workdir, args)
