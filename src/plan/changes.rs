@@ -282,7 +282,8 @@ impl Change {
             Change::GroupDel { name } => format!("remove group {name}"),
             Change::DaemonReload => "systemctl daemon-reload".into(),
             Change::Unit { unit, action: UnitAction::RestartQueued } => {
-                format!("restart {unit} (queued with --no-block, waited for up to 10 s: a runner finishing its jobs restarts when they are done)")
+                let secs = RESTART_WAIT_TENTHS / 10;
+                format!("restart {unit} (queued with --no-block, waited for up to {secs} s: a runner finishing its jobs restarts when they are done)")
             }
             Change::Unit { unit, action } => format!("{} {unit}", action.verb()),
             Change::Run { cmd, .. } => format!("run `{}`", first_line(cmd)),
