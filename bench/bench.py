@@ -900,12 +900,18 @@ def main():
                          "(default: put the .debs into each fresh host's apt cache before the timed run)")
     ap.add_argument("--keep-workdir", action="store_true", help="keep the logs of every run (printed at the end)")
     ap.add_argument("--scale", action="store_true",
-                    help="bootstrap alone on up to 1,000 hosts: --scale-hosts test hosts answering on many addresses "
-                         "each, converged once, then converged apply and check timed for every --n and --forks "
-                         "(results: scale.md, scale.csv, scale.png; see bench/README.md)")
+                    help="bootstrap on up to 1,000 hosts: --scale-hosts test hosts answering on many addresses "
+                         "each, converged once, then converged apply and check timed for every --n and --forks, "
+                         "then bootstrap, ansible-playbook and pyinfra side by side at --peers-n "
+                         "(results: scale.md, scale-samples.csv, scale-run.json, scale.png; see bench/README.md)")
     ap.add_argument("--forks", default="50,100,200", help="--scale: the --forks values (default 50,100,200)")
     ap.add_argument("--scale-hosts", type=int, default=10,
                     help="--scale: test hosts that carry the N inventory hosts (default 10; at most 251 addresses each)")
+    ap.add_argument("--peers-n", type=int, default=100,
+                    help="--scale: after the bootstrap grid, bootstrap, ansible-playbook and pyinfra side by side on the "
+                         "first N inventory hosts (default 100, at most the largest --n; 0 skips it)")
+    ap.add_argument("--peers-reps", type=int, default=3,
+                    help="--scale: rounds of the side-by-side runs, the tools' order rotated per round (default 3)")
     ap.add_argument("--report-only", action="store_true",
                     help="measure nothing: write results.md, results.csv and chart.png again from the samples in --out")
     args = ap.parse_args()
@@ -936,6 +942,8 @@ def main():
             ap.error("--scale: N and --forks must be positive")
         if not 1 <= args.scale_hosts <= INDEX_LAST - INDEX_FIRST + 1:
             ap.error(f"--scale-hosts must be 1..{INDEX_LAST - INDEX_FIRST + 1}")
+        if not 0 <= args.peers_n <= max(ns) or args.peers_reps < 1:
+            ap.error(f"--peers-n must be 0..{max(ns)} (the largest --n) and --peers-reps at least 1")
     elif any(n < 1 or n > 100 for n in ns):
         ap.error("N must be 1..100")
     out_dir = args.out or os.path.join(HERE, "results", "quick" if args.quick else "")

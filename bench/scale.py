@@ -8,8 +8,11 @@ for every N and --forks, a converged `apply` and a `check` are timed. Per run: w
 controller CPU (cpuacct cgroup), peak RSS (GNU time), the time from start to the first
 `host_start` event (the first connection), round trips per host, the machine's load average.
 Before any of it: everything up to the first connection at the largest N (`apply --list-hosts`,
-the best of 5) and bench/parse.py (1,000 hosts, the runner playbook). Results: scale.md,
-scale.csv, scale.png in --out. Figures and ratios are printed; nothing is asserted on time.
+the best of 5) and bench/parse.py (1,000 hosts, the runner playbook). After the grid, at
+--peers-n (100), bootstrap, ansible-playbook (the same playbook) and pyinfra (scale.pyinfra.py)
+side by side on the same converged hosts, --peers-reps rounds in a rotating order (see peers()).
+Results: scale.md, scale-samples.csv, scale-run.json, scale.png in --out. Figures and ratios are
+printed; nothing is asserted on time.
 """
 import csv
 import datetime
@@ -20,8 +23,8 @@ import sys
 import threading
 import time
 
-SCALE_FIELDS = ["run_id", "kind", "n", "forks", "exit", "wall_s", "first_conn_s", "cpu_s", "cpu_ms_per_host",
-                "maxrss_mib", "changed", "failed", "hosts_seen", "rt_min", "rt_max", "guests_cpu_s", "other_cpu_s",
+SCALE_FIELDS = ["run_id", "kind", "tool", "n", "forks", "round", "exit", "wall_s", "first_conn_s", "cpu_s", "cpu_ms_per_host",
+                "maxrss_mib", "pss_peak_mib", "changed", "failed", "hosts_seen", "rt_min", "rt_max", "guests_cpu_s", "other_cpu_s",
                 "load1", "load5", "builders", "started"]
 
 
@@ -61,9 +64,29 @@ def write_access(d, key, hosts):
     return kh, inv
 
 
-def run_one(b, session, argv, env, cwd, log_path, timeout, guest_names, fleet):
-    """One bootstrap invocation in the session's cgroup, its JSON events read as they come: the
-    time of the first host_start event is the time to the first connection."""
+def cg_pss_kib(cg):
+    """The summed PSS (proportional set size: shared pages split among the processes that share
+    them) of every process in a cgroup, KiB."""
+    total = 0
+    for pid in open(os.path.join(cg, "cgroup.procs")).read().split():
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_one(b, session, argv, env, cwd, log_path, timeout, guest_names, fleet, stream=True):
+    """One tool invocation in the session's cgroup. stream (bootstrap): its JSON events read as
+    they come, the time of the first host_start event is the time to the first connection;
+    otherwise (the peers) the output goes to the log file (no pipe that ssh ControlPersist
+    masters could hold open). Besides GNU time's peak RSS (the largest single process of the
+    tree) the summed PSS of the cgroup's processes is sampled every 0.25 s: for ansible-playbook
+    that counts its forks (and the ssh processes) together."""
     timefile = log_path + ".time"
     cmd = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', session.cg,
            "/usr/bin/time", "-v", "-o", timefile, *argv]
@@ -74,24 +97,47 @@ def run_one(b, session, argv, env, cwd, log_path, timeout, guest_names, fleet):
     builders = b.builders_running()
     first = [None]
     lines = []
+    pss = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.25):
+            try:
+                pss[0] = max(pss[0], cg_pss_kib(session.cg))
+            except OSError:
+                pass
+    sampler = threading.Thread(target=sample, daemon=True)
     timer = threading.Timer(timeout, session.kill_all)
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                         stdin=subprocess.DEVNULL, text=True, bufsize=1)
+    if stream:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                             stdin=subprocess.DEVNULL, text=True, bufsize=1)
+    else:
+        logf = open(log_path, "w")
+        p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
     timer.start()
-    for line in p.stdout:
-        if first[0] is None and '"host_start"' in line:
-            first[0] = time.monotonic() - t0
-        lines.append(line)
+    sampler.start()
+    if stream:
+        for line in p.stdout:
+            if first[0] is None and '"host_start"' in line:
+                first[0] = time.monotonic() - t0
+            lines.append(line)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     timer.cancel()
+    done.set()
+    sampler.join()
+    if not stream:
+        logf.close()
+        with open(log_path) as f:
+            lines = [f.read()]
     busy1, _ = b.cpu_times()
     cg1 = b.cg_usage(session.cg)
     guests1 = fleet.guests_cpu_ns(guest_names)
     out = "".join(lines)
-    with open(log_path, "w") as f:
-        f.write(out)
+    if stream:
+        with open(log_path, "w") as f:
+            f.write(out)
     tool_cpu = (cg1[0] - cg0[0]) / 1e9
     guests_cpu = (guests1 - guests0) / 1e9
     machine_cpu = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
@@ -102,6 +148,7 @@ def run_one(b, session, argv, env, cwd, log_path, timeout, guest_names, fleet):
         "first_conn_s": first[0],
         "cpu_s": tool_cpu,
         "maxrss_mib": gt.get("maxrss_kib", ru.ru_maxrss) / 1024,
+        "pss_peak_mib": pss[0] / 1024 if pss[0] else None,
         "guests_cpu_s": guests_cpu,
         "other_cpu_s": max(0.0, machine_cpu - tool_cpu - guests_cpu),
         "load1": load[0],
@@ -199,7 +246,7 @@ def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse
                          900, names, fleet)
         r = b.Tools.parse("bootstrap", out, n)
         rts = r["round_trips"] or []
-        s.update(run_id=run_id, kind=kind, n=n, forks=forks, started=started, changed=r["changed"],
+        s.update(run_id=run_id, kind=kind, tool="bootstrap", n=n, forks=forks, started=started, changed=r["changed"],
                  failed=r["failed"], hosts_seen=r["hosts_seen"], rt_min=min(rts) if rts else None,
                  rt_max=max(rts) if rts else None, cpu_ms_per_host=1000 * s["cpu_s"] / n)
         want_exit = 0
@@ -237,6 +284,9 @@ def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse
                 for forks in order:
                     one("rerun", n, forks)
                     one("check", n, forks)
+        if args.peers_n:
+            info["peers"] = {"n": args.peers_n, "reps": args.peers_reps}
+            rc |= peers(b, args, tl, fleet, names, key, workdir, env, run_id, samples, checks)
         # every inventory host left its own directory on its test host
         for g in names:
             r = fleet.exec(g, ["sh", "-c", "ls /srv/bench | wc -l"])
@@ -253,6 +303,123 @@ def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse
     return rc
 
 
+PEERS = ("bootstrap", "ansible", "pyinfra")
+GRID_KINDS = ("first", "rerun", "check")
+LABEL = {"bootstrap": "bootstrap", "ansible": "ansible-playbook", "pyinfra": "pyinfra"}
+
+
+def write_pyinfra_inventory(d, key, kh, hosts):
+    """pyinfra's inventory.py for the scale hosts: the inventory name (host.name in the deploy)
+    -> its address; root by key, strict host key checking against the same known_hosts."""
+    path = os.path.join(d, "inventory.py")
+    with open(path, "w") as f:
+        f.write("# pyinfra inventory: root by key, strict host key checking against known_hosts\n")
+        f.write(f"_data = {{'ssh_user': 'root', 'ssh_key': {key!r}, 'ssh_known_hosts_file': {kh!r}, "
+                f"'ssh_strict_host_key_checking': 'yes'}}\n")
+        f.write("hosts = [\n")
+        f.writelines(f"    ({name!r}, dict(_data, ssh_hostname={addr!r})),\n" for name, addr, _ in hosts)
+        f.write("]\n")
+    return path
+
+
+def what_changed(tool, out):
+    """The tasks/operations a peer reported as changed, with their host counts."""
+    import re
+    counts, task = {}, None
+    if tool == "ansible":
+        for line in out.splitlines():
+            m = re.match(r"^TASK \[(.*)\]", line)
+            if m:
+                task = m.group(1)
+            elif line.startswith("changed: ["):
+                counts[task] = counts.get(task, 0) + 1
+    elif tool == "pyinfra":
+        for line in out.splitlines():
+            m = re.match(r"^--> Starting operation: (.*)$", line.strip())
+            if m:
+                task = m.group(1)
+            elif re.match(r"^\s*\[\S+\] Success", line):
+                counts[task] = counts.get(task, 0) + 1
+    return ", ".join(f"{t!r} on {c} hosts" for t, c in counts.items()) or "?"
+
+
+def peers(b, args, tl, fleet, names, key, workdir, env, run_id, samples, checks):
+    """bootstrap, ansible-playbook and pyinfra side by side on the first --peers-n inventory
+    hosts (converged by the bootstrap grid), forks = N for all three, as in the regular
+    benchmark. pyinfra's warm-up first, then --peers-reps rounds, the order rotated per round
+    (ansible, pyinfra, bootstrap; pyinfra, bootstrap, ansible; ...). Every tool run has a Session
+    (cgroup) of its own, except that ansible-playbook's timed converged run follows, in the same
+    session, an untimed-for-the-ratio converged run that opened its ssh ControlPersist masters:
+    the regular benchmark's re-run reuses the first run's masters (Ansible's default within
+    60 s), so this one does too; the masters are killed when the session closes. The first of
+    those ansible runs, and pyinfra's warm-up, are also the check that the peers find nothing to
+    change on hosts bootstrap converged. Returns 1 if a check failed."""
+    n = args.peers_n
+    rc = 0
+    d = os.path.join(workdir, f"peers-n{n}")
+    kh, inv = write_access(d, key, inventory_hosts(fleet, names, n))
+    pyinv = write_pyinfra_inventory(d, key, kh, inventory_hosts(fleet, names, n))
+    wl = b.Workload("s", "scale", "four tasks per inventory host", net=False, timeout=1800, state_args=[])
+    t_phase = time.monotonic()
+
+    def one(kind, tool, rnd, session):
+        nonlocal rc
+        argv, tenv = tl.command(tool, wl, n, (kh, inv, pyinv), session.dir)
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        s, out = run_one(b, session, argv, tenv, b.WORKLOADS_DIR,
+                         os.path.join(session.dir, f"{kind}-r{rnd}-{tool}.log"), wl.timeout, names, fleet,
+                         stream=(tool == "bootstrap"))
+        r = b.Tools.parse(tool, out, n)
+        rts = r["round_trips"] or []
+        s.update(run_id=run_id, kind=kind, tool=tool, n=n, forks=n, round=rnd, started=started, changed=r["changed"],
+                 failed=r["failed"], hosts_seen=r["hosts_seen"], rt_min=min(rts) if rts else None,
+                 rt_max=max(rts) if rts else None, cpu_ms_per_host=1000 * s["cpu_s"] / n)
+        problems = []
+        if s["exit"] != 0:
+            problems.append(f"exit {s['exit']}")
+        if r["hosts_seen"] != n:
+            problems.append(f"{r['hosts_seen']} hosts seen, not {n}")
+        if r["failed"]:
+            problems.append(f"{r['failed']} failed/unreachable")
+        if r["changed"] is None:
+            problems.append("no recap in the output")
+        elif r["changed"]:
+            problems.append(f"changed={r['changed']} on hosts bootstrap converged: {what_changed(tool, out)}")
+        if tool == "bootstrap" and (len(rts) != n or any(x != 1 for x in rts)):
+            problems.append(f"round trips per host {s['rt_min']}..{s['rt_max']} (want 1)")
+        what = {"peers-warmup": "warm-up, converged", "peers-cold": "converged, no ssh masters yet",
+                "peers": "converged re-run"}[kind]
+        checks.append({"check": f"{LABEL[tool]} N={n} round {rnd} ({what}): no changes, every host",
+                       "ok": not problems, "detail": "; ".join(problems)})
+        if problems:
+            rc = 1
+            tail = " | ".join(out.strip().splitlines()[-4:])[-400:]
+            b.log(f"peers {kind} {tool}: {'; '.join(problems)}; {tail}")
+        samples.append(s)
+        print(f"bench-scale: {kind:12} {LABEL[tool]:16} N={n} round {rnd}: {s['wall_s']:6.2f} s, CPU {s['cpu_s']:.3f} s, "
+              f"peak RSS {s['maxrss_mib']:.1f} MiB (PSS sum {s['pss_peak_mib'] or 0:.0f} MiB), changed {r['changed']}, "
+              f"load {s['load1']:.1f}{'' if not problems else '  FAILED'}", flush=True)
+
+    session = b.Session(workdir, f"peers-warmup-pyinfra")
+    try:
+        one("peers-warmup", "pyinfra", 0, session)
+    finally:
+        session.close()
+    for rnd in range(args.peers_reps):
+        base = ["ansible", "pyinfra", "bootstrap"]
+        order = base[rnd % 3:] + base[:rnd % 3]
+        for tool in order:
+            session = b.Session(workdir, f"peers-r{rnd}-{tool}")
+            try:
+                if tool == "ansible":
+                    one("peers-cold", tool, rnd, session)
+                one("peers", tool, rnd, session)
+            finally:
+                session.close()
+    b.log(f"side by side at N={n}: {time.monotonic() - t_phase:.0f} s")
+    return rc
+
+
 def report_only(out_dir):
     """scale.md and scale.png again from scale-samples.csv and scale-run.json."""
     with open(os.path.join(out_dir, "scale-run.json")) as f:
@@ -262,15 +429,17 @@ def report_only(out_dir):
         for row in csv.DictReader(f):
             s = {}
             for k, v in row.items():
-                if k in ("kind", "run_id", "builders", "started"):
+                if k in ("kind", "run_id", "builders", "started", "tool"):
                     s[k] = v
-                elif k in ("n", "forks", "exit", "changed", "failed", "hosts_seen", "rt_min", "rt_max"):
+                elif k in ("n", "forks", "round", "exit", "changed", "failed", "hosts_seen", "rt_min", "rt_max"):
                     s[k] = int(v) if v not in ("", None) else None
                 else:
                     s[k] = float(v) if v not in ("", None) else None
+            s["tool"] = s.get("tool") or "bootstrap"     # older files: bootstrap only, no tool column
             samples.append(s)
-    ns = sorted({s["n"] for s in samples})
-    forks_list = sorted({s["forks"] for s in samples})
+    grid = [s for s in samples if s["kind"] in GRID_KINDS]
+    ns = sorted({s["n"] for s in grid})
+    forks_list = sorted({s["forks"] for s in grid})
     write(out_dir, saved["run"], samples, saved["checks"], ns, forks_list)
     return 0
 
@@ -280,6 +449,8 @@ def summarize(samples, ns, forks_list):
     from statistics import median
     cell = {}
     for s in samples:
+        if s["kind"] not in GRID_KINDS:      # the side-by-side runs: peers_summary
+            continue
         cell.setdefault((s["kind"], s["n"], s["forks"]), []).append(s)
     med = {k: {f: median([x[f] for x in v if x.get(f) is not None]) if any(x.get(f) is not None for x in v) else None
                for f in ("wall_s", "cpu_s", "cpu_ms_per_host", "maxrss_mib", "first_conn_s", "load1", "load5",
@@ -295,6 +466,89 @@ def summarize(samples, ns, forks_list):
         if len(pts) >= 2:
             fits[(kind, "n/forks")] = fit([p[0] for p in pts], [p[1] for p in pts])
     return med, fits
+
+
+def peers_summary(samples):
+    """The side-by-side runs: per (kind, tool) medians (RSS: the largest, as results.md) -> dict,
+    and the per-round wall ratios."""
+    from statistics import median
+    cell = {}
+    for s in samples:
+        if s["kind"] in ("peers", "peers-cold", "peers-warmup"):
+            cell.setdefault((s["kind"], s["tool"]), []).append(s)
+    g = lambda v, f: [x[f] for x in v if x.get(f) is not None]
+    med = {}
+    for k, v in cell.items():
+        med[k] = {f: (median(g(v, f)) if g(v, f) else None)
+                  for f in ("wall_s", "cpu_s", "cpu_ms_per_host", "guests_cpu_s", "other_cpu_s", "load1")}
+        med[k].update(reps=len(v), n=v[0]["n"], wall_min=min(g(v, "wall_s")), wall_max=max(g(v, "wall_s")),
+                      maxrss_mib=max(g(v, "maxrss_mib"), default=None), pss_peak_mib=max(g(v, "pss_peak_mib"), default=None),
+                      changed=max(g(v, "changed"), default=None))
+    rounds = {}
+    for s in samples:
+        if s["kind"] == "peers":
+            rounds.setdefault(s.get("round"), {})[s["tool"]] = s["wall_s"]
+    per_round = {t: [r[t] / r["bootstrap"] for _, r in sorted(rounds.items(), key=lambda kv: str(kv[0]))
+                     if t in r and r.get("bootstrap")] for t in ("ansible", "pyinfra")}
+    return med, per_round
+
+
+def peers_markdown(samples, info):
+    med, per_round = peers_summary(samples)
+    bs = med.get(("peers", "bootstrap"))
+    if not bs:
+        return []
+    n = bs["n"]
+    f = lambda x, nd=2: "-" if x is None else f"{x:.{nd}f}"
+    L = [f"## Side by side at N={n}", "",
+         f"The same {n} inventory hosts (converged by the runs above), `workloads/scale.yml` for bootstrap and "
+         f"ansible-playbook, `workloads/scale.pyinfra.py` for pyinfra; forks = {n} for all three (bootstrap "
+         f"`--forks {n}`; ansible-playbook `forks = {n}`, pipelining on, Ansible's default ssh_args with "
+         f"ControlPersist 60 s; pyinfra `--parallel {n}`), host keys checked strictly. pyinfra's warm-up first, "
+         f"then {info.get('peers', {}).get('reps', bs['reps'])} rounds, the tools' order rotated per round "
+         "(ansible, pyinfra, bootstrap; pyinfra, bootstrap, ansible; bootstrap, ansible, pyinfra). Each tool's "
+         "runs are in a cgroup of their own. ansible-playbook's timed re-run follows a converged run in the same "
+         "session and **reuses the ssh master connections** that run left, as the regular benchmark's re-run "
+         "does (bench/README.md); bootstrap and pyinfra open new connections every run. The ansible runs without "
+         "masters (fresh connections, like the other two) are the row `no masters`. Medians; wall range min-max; "
+         "CPU = controller CPU, user+sys of every process the tool started (ssh masters included); peak RSS = GNU "
+         "time's maximum resident set size, the largest single process (as in results.md: one of "
+         "ansible-playbook's forks, not their sum), the largest over the runs; PSS sum = the peak of the summed "
+         "proportional set size of every process in the tool's cgroup (forks and ssh processes together, "
+         "shared pages split), sampled every 0.25 s; host CPU = the test hosts' CPU during the run.", "",
+         "| tool | runs | wall s | wall min-max | wall / bootstrap | CPU s | CPU / bootstrap | CPU ms/host | "
+         "peak RSS MiB | PSS sum MiB | host CPU s | changed |",
+         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [("peers", "bootstrap", "bootstrap"), ("peers", "ansible", "ansible-playbook (re-run, masters reused)"),
+            ("peers-cold", "ansible", "ansible-playbook (no masters)"), ("peers", "pyinfra", "pyinfra"),
+            ("peers-warmup", "pyinfra", "pyinfra (warm-up)")]
+    for kind, tool, label in rows:
+        m = med.get((kind, tool))
+        if not m:
+            continue
+        wr = f"{m['wall_s'] / bs['wall_s']:.1f}x" if tool != "bootstrap" and bs["wall_s"] else "1"
+        cr = f"{m['cpu_s'] / bs['cpu_s']:.0f}x" if tool != "bootstrap" and bs["cpu_s"] else "1"
+        L.append(f"| {label} | {m['reps']} | {f(m['wall_s'])} | {f(m['wall_min'])}-{f(m['wall_max'])} | {wr} | "
+                 f"{f(m['cpu_s'], 3)} | {cr} | {f(m['cpu_ms_per_host'], 1)} | {f(m['maxrss_mib'], 1)} | "
+                 f"{f(m['pss_peak_mib'], 0)} | {f(m['guests_cpu_s'], 1)} | {m['changed']} |")
+    L.append("")
+    for tool, goal in (("ansible", 20), ("pyinfra", 6)):
+        m = med.get(("peers", tool))
+        if not m or not bs["wall_s"]:
+            L.append(f"- converged re-run at least {goal}x faster than {LABEL[tool]}: not measured")
+            continue
+        x = m["wall_s"] / bs["wall_s"]
+        pr = " / ".join(f"{r:.1f}x" for r in per_round.get(tool, []))
+        extra = ""
+        cold = med.get(("peers-cold", "ansible"))
+        if tool == "ansible" and cold:
+            extra = f"; without ssh masters {cold['wall_s'] / bs['wall_s']:.1f}x ({f(cold['wall_s'])} s)"
+        L.append(f"- converged re-run at least {goal}x faster than {LABEL[tool]}: **{x:.1f}x** "
+                 f"({'met' if x >= goal else 'not met'}; {f(bs['wall_s'], 3)} s vs {f(m['wall_s'])} s, per round "
+                 f"{pr or '-'}{extra}); controller CPU {f(bs['cpu_s'], 3)} s vs {f(m['cpu_s'], 2)} s "
+                 f"({m['cpu_s'] / bs['cpu_s']:.0f}x)" if bs["cpu_s"] else "")
+    L.append("")
+    return L
 
 
 def write(out_dir, info, samples, checks, ns, forks_list):
@@ -359,20 +613,21 @@ def write(out_dir, info, samples, checks, ns, forks_list):
           f"peak RSS {f3(lh.get('rss_mib'), 1)} MiB; with the built-in runner playbook on bench/parse.py's "
           f"1,000-host inventory (hosts at 127.0.0.1:1, killed at the first event) best of 5 "
           f"**{f3(info.get('first_event_runner') and info['first_event_runner'] * 1000, 0)} ms**",
-          f"- {info.get('parse') or 'bench/parse.py: not run'}",
-          "", "Checks: " + (f"all {len(checks)} passed" if all(c["ok"] for c in checks) else
+          f"- {info.get('parse') or 'bench/parse.py: not run'}", ""]
+    L += peers_markdown(samples, info)
+    L += ["Checks: " + (f"all {len(checks)} passed" if all(c["ok"] for c in checks) else
                             "FAILED: " + "; ".join(f"{c['check']}: {c['detail']}" for c in checks if not c["ok"])), ""]
     text = "\n".join(L) + "\n"
     with open(os.path.join(out_dir, "scale.md"), "w") as f:
         f.write(text)
     print(text, flush=True)
     try:
-        chart(out_dir, med, ns, forks_list)
+        chart(out_dir, med, ns, forks_list, peers_summary(samples)[0])
     except Exception as e:  # the chart is a convenience; the figures are in scale.md
         print(f"bench: no chart: {e}", file=sys.stderr)
 
 
-def chart(out_dir, med, ns, forks_list):
+def chart(out_dir, med, ns, forks_list, pmed=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -387,8 +642,23 @@ def chart(out_dir, med, ns, forks_list):
             c = colors[i % len(colors)]
             ax1.plot([p[0] for p in pts], [p[1]["wall_s"] for p in pts], style, color=c, label=label)
             ax2.plot([p[0] for p in pts], [p[1]["maxrss_mib"] for p in pts], style, color=c, label=label)
-    # the peers where they were run: the regular benchmark (results.csv, workload a, converged
-    # re-run, one host per test host)
+    # the side-by-side runs of this one (same hosts, forks = N for all three): points
+    for (kind, tool), marker, color, label in (
+            (("peers", "bootstrap"), "D", "black", "bootstrap"),
+            (("peers", "ansible"), "*", "tab:red", "ansible-playbook (ssh masters reused)"),
+            (("peers-cold", "ansible"), "X", "tab:red", "ansible-playbook (no ssh masters)"),
+            (("peers", "pyinfra"), "P", "tab:purple", "pyinfra")):
+        m = (pmed or {}).get((kind, tool))
+        if not m:
+            continue
+        lab = f"{label}, side by side, forks {m['n']}"
+        ax1.plot([m["n"]], [m["wall_s"]], marker, color=color, ms=11, ls="none", label=lab)
+        ax2.plot([m["n"]], [m["maxrss_mib"]], marker, color=color, ms=11, ls="none", label=lab + " (largest process)")
+        if tool != "bootstrap" and kind == "peers" and m.get("pss_peak_mib"):
+            ax2.plot([m["n"]], [m["pss_peak_mib"]], marker, mfc="none", color=color, ms=11, ls="none",
+                     label=f"{label}, side by side: PSS sum of all its processes")
+    # the peers of an earlier run of the regular benchmark (results.csv, workload a, converged
+    # re-run, one host per test host): lines, for the trend below N=100
     peers = os.path.join(out_dir, "results.csv")
     if os.path.exists(peers):
         rows = [r for r in csv.DictReader(open(peers)) if r["workload"].startswith("a ") and r["run"] == "re-run"]
@@ -397,7 +667,8 @@ def chart(out_dir, med, ns, forks_list):
             pts = [(int(r["n"]), float(r[f"{tool}_wall_s"]), float(r[f"{tool}_peak_rss_mib"])) for r in rows
                    if r.get(f"{tool}_wall_s") and r.get(f"{tool}_peak_rss_mib")]
             if pts:
-                label = f"{'ansible-playbook' if tool == 'ansible' else tool} re-run, forks = N (results.md, one host per test host)"
+                label = (f"{'ansible-playbook' if tool == 'ansible' else tool} re-run, forks = N "
+                         f"(earlier run, results.md: workload a, one host per test host)")
                 ax1.plot([p[0] for p in pts], [p[1] for p in pts], ":^", color=color, label=label)
                 ax2.plot([p[0] for p in pts], [p[2] for p in pts], ":^", color=color, label=label)
     for ax, yl in ((ax1, "wall time (s)"), (ax2, "controller peak RSS (MiB)")):
@@ -406,10 +677,12 @@ def chart(out_dir, med, ns, forks_list):
         ax.set_ylabel(yl)
         ax.grid(True, which="both", alpha=0.3)
     ax1.set_yscale("log")
+    if pmed:     # the peers' summed PSS is 10-100x bootstrap's
+        ax2.set_yscale("log")
     ax2.axhline(100, color="black", lw=0.8, ls="-.", label="target at N=1000: 100 MiB")
     ax1.set_title("converged runs against N")
     ax2.set_title("controller peak memory against N")
-    ax2.legend(fontsize=7, loc="upper left")
+    ax2.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "scale.png"), dpi=110)
     plt.close(fig)
