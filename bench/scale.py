@@ -532,6 +532,17 @@ def peers_markdown(samples, info):
                  f"{f(m['cpu_s'], 3)} | {cr} | {f(m['cpu_ms_per_host'], 1)} | {f(m['maxrss_mib'], 1)} | "
                  f"{f(m['pss_peak_mib'], 0)} | {f(m['guests_cpu_s'], 1)} | {m['changed']} |")
     L.append("")
+    cores = (info.get("machine") or {}).get("cores") or 0
+    if cores:
+        L.append(f"The test hosts run on the controller's own {cores} cores: during a run, the CPU the hosts spent "
+                 f"(sshd logins, the tools' commands on the hosts) divided by {cores} is a floor under its wall "
+                 "time on this machine. " + "; ".join(
+                     f"{LABEL[t]} {f(m['guests_cpu_s'], 1)} s of host CPU, at least {m['guests_cpu_s'] / cores:.1f} s of "
+                     f"wall (ran {f(m['wall_s'])} s)" for t in PEERS for m in [med.get(("peers", t))]
+                     if m and m.get("guests_cpu_s") is not None)
+                 + ". bootstrap's converged run is bound by the hosts' logins, so its wall ratios to the peers "
+                 "are those of this machine; controller CPU is the figure that does not depend on it.")
+        L.append("")
     for tool, goal in (("ansible", 20), ("pyinfra", 6)):
         m = med.get(("peers", tool))
         if not m or not bs["wall_s"]:
