@@ -239,8 +239,10 @@ def run(b, args, ns, forks_list, workdir, key, fleet, tl, run_id, out_dir, parse
         nonlocal rc
         kh, inv = access[n]
         cmd = "check" if kind == "check" else "apply"
+        # --connect-timeout 30: a thousand logins on the two cores the test hosts share can keep
+        # an sshd from answering within the default 10 s; this measures work, not that timeout.
         argv = [tl.bootstrap, cmd, inv, "--playbook", playbook, "--known-hosts", kh, "--forks", str(forks),
-                "--output", "json"]
+                "--connect-timeout", "30", "--output", "json"]
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         s, out = run_one(b, session, argv, env, b.WORKLOADS_DIR, os.path.join(session.dir, f"{kind}-n{n}-f{forks}.log"),
                          900, names, fleet)

@@ -78,7 +78,9 @@ impl AnsibleCfg {
             self.private_key_file = Some(expand(&v, None));
         }
         if let Some(v) = env("ANSIBLE_FORKS") {
-            self.forks = Some(v.trim().parse().map_err(|_| bad("ANSIBLE_FORKS", &v, "a number of hosts"))?);
+            self.forks = Some(
+                v.trim().parse().ok().filter(|n: &u16| *n > 0).ok_or_else(|| bad("ANSIBLE_FORKS", &v, "a number of hosts, at least 1"))?,
+            );
         }
         if let Some(v) = env("ANSIBLE_BECOME") {
             self.r#become = Some(parse_bool(&v).ok_or_else(|| bad("ANSIBLE_BECOME", &v, "a boolean"))?);
@@ -256,5 +258,12 @@ mod tests {
         let mut c = AnsibleCfg { forks: Some(50), ..Default::default() };
         c.apply_env(&env).unwrap();
         assert_eq!((c.forks, c.host_key_checking), (Some(7), Some(false)));
+        for bad in ["0", "-3", "many"] {
+            let env = |k: &str| (k == "ANSIBLE_FORKS").then(|| bad.to_string());
+            let e = AnsibleCfg::default().apply_env(&env).unwrap_err();
+            assert!(e.to_string().contains("ANSIBLE_FORKS"), "{e}");
+        }
+        let e = parse(Path::new("a.cfg"), "[defaults]\nforks = 0\n").unwrap_err();
+        assert!(e.to_string().contains("defaults.forks") || e.to_string().contains("a.cfg:2:1"), "{e}");
     }
 }

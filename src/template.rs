@@ -8,10 +8,12 @@
 //! evaluates to the expression's own type, as in Ansible, so a list variable
 //! stays a list.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use minijinja::value::{Serde, Value};
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
 /// Variables: names to JSON values (YAML converted).
@@ -19,45 +21,72 @@ pub type Vars = Map<String, Json>;
 
 /// Variables in layers, later layers winning, seen by templates as one
 /// mapping. Layers are shared, not copied: every task of a host sees the
-/// inventory's `groups` and its play's variables through layers converted
-/// for templates once ([`Shared`]); only the small layers on top (task
-/// variables, facts) are converted per render, and a template looks up just
-/// the names it uses.
+/// inventory's `groups`, its play's variables, its task variables and the
+/// host's facts through layers converted for templates once ([`Shared`]);
+/// a layer added with [`Scope::with`] is converted when it is added, once
+/// for all the renders of that scope, and a template looks up just the
+/// names it uses.
 #[derive(Clone, Default)]
 pub struct Scope<'a> {
     layers: Vec<Layer<'a>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Layer<'a> {
-    Json(&'a Vars),
+    /// Variables converted for templates when the layer was added.
+    Own(Value),
     Jinja(&'a Shared),
 }
 
-/// Variables converted for templates once, to be shared by many renders
-/// (the inventory's `groups`, a play's variables for a host).
+/// Variables made ready for templates once, to be shared by many renders
+/// (the inventory's `groups`, a play's variables for a host, its facts).
 #[derive(Debug, Clone, Default)]
 pub struct Shared {
-    /// As JSON, for lookups in tests.
-    #[cfg(test)]
-    vars: Vars,
     value: Value,
 }
 
 impl Shared {
+    /// `vars` converted for templates now, whole: for a layer every host
+    /// shares (the inventory's `groups`).
     pub fn new(vars: &Vars) -> Shared {
-        let value = Value::from(Serde(vars));
-        #[cfg(test)]
-        return Shared { vars: vars.clone(), value };
-        #[cfg(not(test))]
-        Shared { value }
+        Shared { value: Value::from(Serde(vars)) }
+    }
+
+    /// `vars` as they are, each variable converted only when a template
+    /// looks it up: a host's play variables and facts are many, and a
+    /// template uses a few of them.
+    pub fn lazy(vars: Arc<Vars>) -> Shared {
+        Shared { value: Value::from_object(LazyVars(vars)) }
+    }
+}
+
+/// Variables seen by templates as a mapping, converted on lookup.
+#[derive(Debug)]
+struct LazyVars(Arc<Vars>);
+
+impl minijinja::value::Object for LazyVars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).map(|v| Value::from(Serde(v)))
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0.get(key).map(|v| Value::from(Serde(v)))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        use minijinja::value::ObjectExt;
+        self.mapped_enumerator(|this| Box::new(this.0.keys().map(|k| Value::from(k.as_str()))))
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
     }
 }
 
 impl<'a> Scope<'a> {
     #[cfg(test)]
     pub fn new(layers: Vec<&'a Vars>) -> Scope<'a> {
-        Scope { layers: layers.into_iter().map(Layer::Json).collect() }
+        Scope { layers: layers.into_iter().map(|v| Layer::Own(Value::from(Serde(v)))).collect() }
     }
 
     /// A scope with `shared` at the bottom.
@@ -65,10 +94,10 @@ impl<'a> Scope<'a> {
         Scope { layers: vec![Layer::Jinja(shared)] }
     }
 
-    /// This scope with `layer` on top.
+    /// This scope with `layer` on top (converted for templates now).
     pub fn with(&self, layer: &'a Vars) -> Scope<'a> {
         let mut layers = self.layers.clone();
-        layers.push(Layer::Json(layer));
+        layers.push(Layer::Own(Value::from(Serde(layer))));
         Scope { layers }
     }
 
@@ -81,10 +110,13 @@ impl<'a> Scope<'a> {
 
     /// The value of `name`, from the topmost layer that has it.
     #[cfg(test)]
-    pub fn get(&self, name: &str) -> Option<&'a Json> {
-        self.layers.iter().rev().find_map(|l| match l {
-            Layer::Json(v) => v.get(name),
-            Layer::Jinja(s) => s.vars.get(name),
+    pub fn get(&self, name: &str) -> Option<Json> {
+        self.layers.iter().rev().find_map(|l| {
+            let v = match l {
+                Layer::Own(v) => v,
+                Layer::Jinja(s) => &s.value,
+            };
+            v.get_attr(name).ok().filter(|x| !x.is_undefined()).and_then(|x| serde_json::to_value(x).ok())
         })
     }
 }
@@ -97,7 +129,7 @@ pub trait Context {
 impl Context for Scope<'_> {
     fn context(&self) -> Value {
         minijinja::value::merge_maps(self.layers.iter().map(|l| match l {
-            Layer::Json(v) => Value::from(Serde(*v)),
+            Layer::Own(v) => v.clone(),
             Layer::Jinja(s) => s.value.clone(),
         }))
     }
@@ -117,9 +149,31 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ("gitlab-runner.service.j2", include_str!("../templates/gitlab-runner.service.j2")),
 ];
 
+/// Compiled expressions by source, borrowing the environment they were
+/// compiled in.
+type Expressions<'env> = Mutex<HashMap<String, Arc<Expression<'env, 'static>>>>;
+
+self_cell::self_cell!(
+    /// The environment and the expressions compiled in it.
+    struct Compiled {
+        owner: Environment<'static>,
+        #[not_covariant]
+        dependent: Expressions,
+    }
+);
+
+/// The name under which an inline template is loaded (and so compiled once
+/// and kept by the environment): a prefix no file name can have.
+const INLINE: &str = "\0inline\0";
+
 /// The template environment of a run.
+///
+/// A run renders the same few sources for every host (a task's arguments,
+/// its `when`, the inventory's templated variables), so each source is
+/// compiled once: expressions in a cache of their own, inline templates and
+/// template files by the environment's loader, which keeps what it loaded.
 pub struct Templates {
-    env: Environment<'static>,
+    compiled: Compiled,
     dirs: Vec<PathBuf>,
 }
 
@@ -134,6 +188,9 @@ impl Templates {
             env.set_syntax(syntax);
         }
         env.set_loader(move |name: &str| -> Result<Option<String>, Error> {
+            if let Some(src) = name.strip_prefix(INLINE) {
+                return Ok(Some(src.to_string()));
+            }
             if name.split('/').any(|seg| seg == "..") {
                 return Ok(None);
             }
@@ -153,7 +210,27 @@ impl Templates {
         env.add_filter("pin", pin);
         env.add_filter("urlsplit", urlsplit);
         env.add_filter("quote", |s: String| crate::transport::shell::quote(&s));
-        Templates { env, dirs: own }
+        Templates { compiled: Compiled::new(env, |_| Mutex::new(HashMap::new())), dirs: own }
+    }
+
+    fn env(&self) -> &Environment<'static> {
+        self.compiled.borrow_owner()
+    }
+
+    /// Evaluate the expression `expr` (compiled once per source) against `ctx`.
+    fn eval(&self, expr: &str, ctx: Value) -> Result<Value, Error> {
+        self.compiled.with_dependent(|env, cache| {
+            let cached = cache.lock().unwrap_or_else(PoisonError::into_inner).get(expr).cloned();
+            let e = match cached {
+                Some(e) => e,
+                None => {
+                    let e = Arc::new(env.compile_expression_owned(expr.to_string())?);
+                    cache.lock().unwrap_or_else(PoisonError::into_inner).insert(expr.to_string(), e.clone());
+                    e
+                }
+            };
+            e.eval(ctx)
+        })
     }
 
     /// Whether a templates folder has a file `name` of its own (one that
@@ -164,7 +241,16 @@ impl Templates {
 
     /// Whether `s` contains template syntax at all.
     pub fn is_template(s: &str) -> bool {
-        s.contains("{{") || s.contains("{%") || s.contains("{#")
+        // One search for `{` (memchr), not one per opening.
+        let mut from = 0;
+        while let Some(i) = s[from..].find('{') {
+            let at = from + i;
+            if matches!(s.as_bytes().get(at + 1), Some(b'{' | b'%' | b'#')) {
+                return true;
+            }
+            from = at + 1;
+        }
+        false
     }
 
     /// Render a template given inline.
@@ -172,12 +258,14 @@ impl Templates {
         if !Templates::is_template(src) {
             return Ok(src.to_string());
         }
-        self.env.render_str(src, ctx.context()).map_err(describe_inline)
+        let name = format!("{INLINE}{src}");
+        let tmpl = self.env().get_template(&name).map_err(describe_inline)?;
+        tmpl.render(ctx.context()).map_err(describe_inline)
     }
 
     /// Render the template file `name`.
     pub fn render_file<C: Context + ?Sized>(&self, name: &str, ctx: &C) -> Result<String, String> {
-        let tmpl = self.env.get_template(name).map_err(|e| {
+        let tmpl = self.env().get_template(name).map_err(|e| {
             if e.kind() == ErrorKind::TemplateNotFound {
                 format!("template `{name}` not found in the templates folder")
             } else {
@@ -189,14 +277,13 @@ impl Templates {
 
     /// Check that a `when` expression parses.
     pub fn check_expr(&self, expr: &str) -> Result<(), String> {
-        self.env.compile_expression(expr).map(|_| ()).map_err(describe_inline)
+        self.env().compile_expression(expr).map(|_| ()).map_err(describe_inline)
     }
 
     /// Evaluate a `when` expression to a boolean (Ansible's truthiness,
     /// plus `yes`/`no` strings).
     pub fn eval_bool<C: Context + ?Sized>(&self, expr: &str, ctx: &C) -> Result<bool, String> {
-        let e = self.env.compile_expression(expr).map_err(describe_inline)?;
-        let v = e.eval(ctx.context()).map_err(describe_inline)?;
+        let v = self.eval(expr, ctx.context()).map_err(describe_inline)?;
         if let Some(s) = v.as_str() {
             if let Some(b) = parse_bool(s) {
                 return Ok(b);
@@ -214,8 +301,7 @@ impl Templates {
                     return Ok(v.clone());
                 }
                 if let Some(expr) = single_expression(s) {
-                    let e = self.env.compile_expression(expr).map_err(describe_inline)?;
-                    let out = e.eval(ctx.context()).map_err(describe_inline)?;
+                    let out = self.eval(expr, ctx.context()).map_err(describe_inline)?;
                     if out.is_undefined() {
                         return Err(format!("`{}` is undefined", expr.trim()));
                     }
@@ -362,10 +448,35 @@ mod tests {
         let s = Scope::new(vec![&low]).with(&high);
         let t = Templates::new(vec![]);
         assert_eq!(t.render_str("{{ a }}{{ b }}", &s).unwrap(), "12");
-        assert_eq!(s.get("b"), Some(&Json::from(2)));
+        assert_eq!(s.get("b"), Some(Json::from(2)));
         assert_eq!(serde_json::to_value(s.context()).unwrap(), serde_json::json!({"a": 1, "b": 2}));
     }
     use serde_json::json;
+
+    #[test]
+    fn a_lazy_layer_reads_as_the_converted_one() {
+        let vars: Vars = serde_json::from_str(r#"{"a": 1, "m": {"k": [1, 2]}, "s": "x"}"#).unwrap();
+        let t = Templates::new(vec![]);
+        let eager = Shared::new(&vars);
+        let lazy = Shared::lazy(Arc::new(vars));
+        for src in ["{{ a }}-{{ m.k[1] }}-{{ s }}", "{{ m | tojson }}", "{{ 'a' in m }}{{ m.k | length }}", "{{ nope is defined }}"] {
+            assert_eq!(t.render_str(src, &Scope::on(&lazy)).unwrap(), t.render_str(src, &Scope::on(&eager)).unwrap(), "{src}");
+        }
+        assert!(t.render_str("{{ nope }}", &Scope::on(&lazy)).is_err(), "strict: an unknown name is an error");
+        assert_eq!(Scope::on(&lazy).get("a"), Some(json!(1)));
+        let v = t.render_value(&json!("{{ m }}"), &Scope::on(&lazy)).unwrap();
+        assert_eq!(v, json!({"k": [1, 2]}));
+    }
+
+    #[test]
+    fn template_syntax_is_found_anywhere() {
+        for s in ["{{ a }}", "x {% if a %}", "{# c #}", "{ {{x}}", "{{", "a{%"] {
+            assert!(Templates::is_template(s), "{s}");
+        }
+        for s in ["", "{", "plain", "{ a }", "a{", "}}{ %", "json: {\"a\": 1}"] {
+            assert!(!Templates::is_template(s), "{s}");
+        }
+    }
 
     #[test]
     fn strict_undefined_is_an_error() {
@@ -401,7 +512,7 @@ mod tests {
         assert_eq!(v, json!(["a=1.2", "b=1.2"]));
         let v = t.render_value(&json!("{{ ['a'] | map('pin', '') | list }}"), &json!({})).unwrap();
         assert_eq!(v, json!(["a"]));
-        assert!(BUILTIN_TEMPLATES.iter().all(|(n, _)| t.env.get_template(n).is_ok()));
+        assert!(BUILTIN_TEMPLATES.iter().all(|(n, _)| t.env().get_template(n).is_ok()));
     }
 
     #[test]

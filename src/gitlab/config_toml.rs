@@ -115,6 +115,18 @@ pub fn merge(existing: Option<&str>, desired: &Desired) -> Result<Merged, String
     Ok(Merged { text, doc, unmanaged })
 }
 
+/// Whether `desired` can be written as TOML at all (checked before
+/// connecting, for every host: only the encoding, none of the merge).
+pub fn check(desired: &Desired) -> Result<(), String> {
+    let mut doc = desired.global.clone();
+    doc.remove("runners");
+    let runners: Vec<Value> = desired.runners.iter().filter_map(|m| m.table.clone().map(Value::Table)).collect();
+    if !runners.is_empty() {
+        doc.insert("runners".into(), Value::Array(runners));
+    }
+    toml::to_string(&doc).map(|_| ()).map_err(|e| format!("config.toml could not be written as TOML: {e}"))
+}
+
 /// Parse a host's config.toml; the error names the line.
 pub fn parse(text: &str) -> Result<Table, String> {
     toml::from_str::<Table>(text).map_err(|e| match e.span() {
@@ -274,6 +286,12 @@ mod tests {
         }
         let none = Desired { global: table("concurrent = 1\n"), runners: vec![] };
         assert!(table(&merge(None, &none).unwrap().text).get("runners").is_none());
+        assert!(check(&desired).is_ok() && check(&none).is_ok());
+        // A value TOML cannot hold where it stands (an array of a table and
+        // a number) fails the check as it would fail the write.
+        let mut bad = Desired { global: table("concurrent = 1\n"), runners: vec![] };
+        bad.global.insert("x".into(), Value::Array(vec![Value::Integer(1), Value::Table(table("a = 1\n"))]));
+        assert_eq!(check(&bad).is_ok(), merge(None, &bad).is_ok());
     }
 
     /// The file bootstrap wrote, as gitlab-runner saves it after rotating

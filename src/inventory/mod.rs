@@ -563,6 +563,6 @@ mod tests {
         let w1 = &i.hosts["w1"];
         assert_eq!(i.host_vars(w1)["peers"], 2, "a variable may read `groups`");
         assert!(!i.host_vars(w1).contains_key("groups"), "groups is not copied per host");
-        assert_eq!(i.scope(w1).get("groups").and_then(|g| g.get("web")), Some(&serde_json::json!(["w1", "w2"])));
+        assert_eq!(i.scope(w1).get("groups").and_then(|g| g.get("web").cloned()), Some(serde_json::json!(["w1", "w2"])));
     }
 }

@@ -27,6 +27,7 @@ pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<FileContent, ArgError> {
     let dest = a.str("dest")?;
     check_path("dest", &dest)?;
     let mut local_src = None;
+    let mut sha256 = None;
     let content = match (a.opt_str("content")?, a.opt_str("src")?) {
         (Some(c), None) => Arc::new(c.into_bytes()),
         (None, Some(src)) => {
@@ -38,7 +39,9 @@ pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<FileContent, ArgError> {
             let content = if ctx.trial {
                 Arc::new(Vec::new())
             } else {
-                ctx.files.get(&path).map_err(|e| ArgError::field("src", format!("{}: {e}", path.display())))?
+                let f = ctx.files.file(&path).map_err(|e| ArgError::field("src", format!("{}: {e}", path.display())))?;
+                sha256 = Some(f.sha256.to_string());
+                f.content
             };
             local_src = Some(path);
             content
@@ -46,7 +49,10 @@ pub fn parse(a: &Args, ctx: &ParseCtx) -> Result<FileContent, ArgError> {
         (Some(_), Some(_)) => return Err(ArgError::general("give either `content` or `src`, not both")),
         (None, None) => return Err(ArgError::general("one of `content` or `src` is required")),
     };
-    let mut fc = FileContent::new(dest, content, a.attrs()?);
+    let mut fc = match sha256 {
+        Some(h) => FileContent::hashed(dest, content, h, a.attrs()?),
+        None => FileContent::new(dest, content, a.attrs()?),
+    };
     fc.local_src = local_src;
     Ok(fc)
 }

@@ -17,7 +17,9 @@ use crate::plan::module::{Action, Module};
 pub struct FileContent {
     pub dest: String,
     pub content: Arc<Vec<u8>>,
-    pub sha256: String,
+    /// Its SHA-256 (hex), computed when first asked for: a program
+    /// compiled before connecting is only checked, never compared.
+    sha256: std::sync::OnceLock<String>,
     pub attrs: Attrs,
     /// The template it was rendered from, for messages.
     pub template: Option<String>,
@@ -27,7 +29,18 @@ pub struct FileContent {
 
 impl FileContent {
     pub fn new(dest: String, content: Arc<Vec<u8>>, attrs: Attrs) -> FileContent {
-        FileContent { sha256: sha256_hex(&content), dest, content, attrs, template: None, local_src: None }
+        FileContent { sha256: std::sync::OnceLock::new(), dest, content, attrs, template: None, local_src: None }
+    }
+
+    /// The content's SHA-256 (hex).
+    pub fn sha256(&self) -> &str {
+        self.sha256.get_or_init(|| sha256_hex(&self.content))
+    }
+
+    /// Content whose SHA-256 is known already (a local file, hashed once
+    /// for every host).
+    pub fn hashed(dest: String, content: Arc<Vec<u8>>, sha256: String, attrs: Attrs) -> FileContent {
+        FileContent { sha256: sha256.into(), dest, content, attrs, template: None, local_src: None }
     }
 
     pub fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
@@ -39,7 +52,7 @@ impl FileContent {
             Some(st) if st.kind == PathKind::Directory => {
                 Err(format!("{} is a directory on the host; give the file's full path", self.dest))
             }
-            Some(st) if st.sha256.as_deref() == Some(self.sha256.as_str()) => {
+            Some(st) if st.sha256.as_deref() == Some(self.sha256()) => {
                 Ok(self.attrs.differing(st).map(|d| Change::SetAttrs { path: self.dest.clone(), attrs: d }).into_iter().collect())
             }
             old => Ok(vec![Change::WriteFile {
@@ -207,9 +220,9 @@ mod tests {
     fn content_by_hash() {
         let fc = FileContent::new("/etc/x".into(), Arc::new(b"hi\n".to_vec()), Attrs { mode: Some(0o600), ..Default::default() });
         assert!(matches!(fc.plan(&Facts::default()).unwrap()[0], Change::WriteFile { .. }));
-        let same = facts_with("/etc/x", PathKind::File, 0o600, Some(&fc.sha256));
+        let same = facts_with("/etc/x", PathKind::File, 0o600, Some(fc.sha256()));
         assert!(fc.plan(&same).unwrap().is_empty());
-        let mode = facts_with("/etc/x", PathKind::File, 0o644, Some(&fc.sha256));
+        let mode = facts_with("/etc/x", PathKind::File, 0o644, Some(fc.sha256()));
         assert!(matches!(fc.plan(&mode).unwrap()[0], Change::SetAttrs { .. }));
         let other = facts_with("/etc/x", PathKind::File, 0o600, Some("00"));
         assert!(matches!(fc.plan(&other).unwrap()[0], Change::WriteFile { .. }));

@@ -668,7 +668,7 @@ impl GitlabRunner {
                 desired.runners.push(Managed { name, table: Some(runner_table(e, &d, &id)) });
             }
             // Checked now: a model that cannot be written fails before connecting.
-            config_toml::merge(None, &desired).map_err(|e| ArgError::field("runners", e))?;
+            config_toml::check(&desired).map_err(|e| ArgError::field("runners", e))?;
             Content::Model(desired)
         };
         Ok(GitlabRunner {

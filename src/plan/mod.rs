@@ -44,7 +44,7 @@ pub enum TaskPlan {
 #[derive(Debug, Clone)]
 pub struct PlannedTask {
     pub name: String,
-    pub location: String,
+    pub location: std::sync::Arc<str>,
     pub handler: bool,
     pub plan: TaskPlan,
 }
@@ -78,7 +78,7 @@ pub fn trial_runners(registrations: &[RunnerSettings]) -> HashMap<String, Settle
 
 /// Plan `program` against `facts`.
 pub fn plan_host(program: &HostProgram, facts: &Facts, env: &PlanEnv) -> HostPlan {
-    let fact_vars = facts.template_vars();
+    let fact_vars = crate::template::Shared::lazy(std::sync::Arc::new(facts.template_vars()));
     let mut sim = facts.clone();
     let mut plan = HostPlan::default();
     let mut notified: Vec<String> = Vec::new();

@@ -108,24 +108,38 @@ pub struct ParseCtx<'a> {
     pub runners: &'a HashMap<String, Settled>,
 }
 
-/// Local files that tasks send to hosts, read once per run and shared by
-/// every host (a 60 MB runner binary is read once, not once per host).
+/// Local files that tasks send to hosts, read and hashed once per run and
+/// shared by every host (a 60 MB runner binary is read and hashed once, not
+/// once per host).
 #[derive(Debug, Default)]
 pub struct LocalFiles {
-    files: std::sync::RwLock<HashMap<PathBuf, Arc<Vec<u8>>>>,
+    files: std::sync::RwLock<HashMap<PathBuf, LocalFile>>,
+}
+
+/// A local file's content and its SHA-256 (hex).
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    pub content: Arc<Vec<u8>>,
+    pub sha256: Arc<str>,
 }
 
 impl LocalFiles {
     /// The content of `path`, read now if it was not read yet.
     pub fn get(&self, path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
+        self.file(path).map(|f| f.content)
+    }
+
+    /// The content of `path` and its hash, read now if it was not read yet.
+    pub fn file(&self, path: &Path) -> std::io::Result<LocalFile> {
         if let Some(c) = self.files.read().ok().and_then(|f| f.get(path).cloned()) {
             return Ok(c);
         }
         let content = Arc::new(std::fs::read(path)?);
+        let file = LocalFile { sha256: crate::plan::changes::sha256_hex(&content).into(), content };
         if let Ok(mut f) = self.files.write() {
-            f.insert(path.to_path_buf(), content.clone());
+            f.insert(path.to_path_buf(), file.clone());
         }
-        Ok(content)
+        Ok(file)
     }
 
     /// Read `paths` now (before any connection), so that planning reads no

@@ -14,7 +14,7 @@ use serde_json::{Map, Value as Json};
 use super::facts::FactRequest;
 use super::module::{Action, Args, Module, ParseCtx};
 use crate::gitlab::RunnerSettings;
-use crate::template::{Scope, Shared, Templates, Vars};
+use crate::template::{Scope, Shared, Templates};
 
 /// A host's program.
 #[derive(Debug, Clone, Default)]
@@ -51,9 +51,9 @@ pub struct HostTask {
     /// tasks.
     pub play_shared: Arc<Shared>,
     /// The task's own `vars:`, resolved, if it has any.
-    pub task_vars: Option<Arc<Vars>>,
+    pub task_vars: Option<Arc<Shared>>,
     /// Where the task is written, for messages (`site.yml:12:7`).
-    pub location: String,
+    pub location: Arc<str>,
     /// Its tags (for `--list-tasks`).
     pub tags: Vec<String>,
     /// Its `when` is false on variables alone: skipped on this host.
@@ -62,10 +62,10 @@ pub struct HostTask {
 
 impl HostTask {
     /// What templates of this task see: facts under the variables.
-    pub fn scope<'a>(&'a self, groups: &'a Shared, facts: &'a Vars) -> Scope<'a> {
-        let s = Scope::on(groups).with(facts).with_shared(&self.play_shared);
+    pub fn scope<'a>(&'a self, groups: &'a Shared, facts: &'a Shared) -> Scope<'a> {
+        let s = Scope::on(groups).with_shared(facts).with_shared(&self.play_shared);
         match &self.task_vars {
-            Some(t) => s.with(t),
+            Some(t) => s.with_shared(t),
             None => s,
         }
     }

@@ -43,6 +43,8 @@ impl Playbook {
         let inv_vars = env.inv.host_vars(h);
         let groups = env.inv.groups_layer().clone();
         let placeholder = Facts::placeholder(host).template_vars();
+        let placeholder_shared = Shared::lazy(Arc::new(placeholder.clone()));
+        let no_facts = Shared::lazy(Arc::new(Vars::new()));
         let mut program = HostProgram { r#become: conn_become.unwrap_or(false), groups: groups.clone(), ..Default::default() };
         let mut errors = Vec::new();
         for (pi, play) in self.plays.iter().enumerate() {
@@ -66,7 +68,7 @@ impl Playbook {
                     continue;
                 }
             };
-            let play_shared = Arc::new(Shared::new(&play_vars));
+            let play_shared = Arc::new(Shared::lazy(play_vars.clone()));
             for (list, is_handler) in [(&play.tasks, false), (&play.handlers, true)] {
                 // Handlers run when notified, whatever the tags.
                 for t in list.iter().filter(|t| is_handler || env.tags.runs(&t.tags)) {
@@ -78,6 +80,8 @@ impl Playbook {
                         groups: &groups,
                         extra: env.inv.extra_vars(),
                         placeholder: &placeholder,
+                        placeholder_shared: &placeholder_shared,
+                        no_facts: &no_facts,
                         templates: env.templates,
                         diff: env.diff,
                     };
@@ -137,7 +141,7 @@ impl Playbook {
                     v.insert(k.clone(), x.clone());
                 }
             }
-            Some(Arc::new(v))
+            Some(Arc::new(Shared::lazy(Arc::new(v))))
         };
         let mut host_task = HostTask {
             name: t.name.clone(),
@@ -148,12 +152,11 @@ impl Playbook {
             args: Map::new(),
             play_shared: env.play_shared.clone(),
             task_vars,
-            location: self.location(&t.path),
+            location: t.location.clone(),
             tags: t.tags.clone(),
             skip: false,
         };
-        let no_facts = Vars::new();
-        let early_scope = host_task.scope(env.groups, &no_facts);
+        let early_scope = host_task.scope(env.groups, env.no_facts);
         // A `when` that is false on variables alone (no facts needed): the
         // task does not apply to this host, and its arguments are not needed
         // (e.g. the Docker repository URL when docker_install is distro).
@@ -161,7 +164,7 @@ impl Playbook {
             host_task.skip = true;
             return Ok(host_task);
         }
-        let late_scope = host_task.scope(env.groups, env.placeholder);
+        let late_scope = host_task.scope(env.groups, env.placeholder_shared);
         let mpath = format!("{}.{}", t.path, t.key);
         // Early fields now; late fields kept as written.
         let mut early = Map::new();
@@ -216,7 +219,7 @@ impl Playbook {
                 None => (mpath.clone(), mname.to_string()),
             };
             if let Some(err) = env.inv_error(t, &e) {
-                return err.hint(format!("it is the argument `{field}` of the task at {}", self.location(&t.path)));
+                return err.hint(format!("it is the argument `{field}` of the task at {}", t.location));
             }
             self.err(&p, e.message.clone()).field(field)
         })?;
@@ -243,6 +246,10 @@ struct TaskEnv<'a> {
     groups: &'a Shared,
     extra: &'a Vars,
     placeholder: &'a Vars,
+    /// The same, converted for templates once per host.
+    placeholder_shared: &'a Shared,
+    /// No facts (the early arguments), converted once per host.
+    no_facts: &'a Shared,
     templates: &'a Templates,
     diff: bool,
 }

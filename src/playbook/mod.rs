@@ -83,6 +83,8 @@ pub struct Task {
     pub tags: Vec<String>,
     /// Key path in the file (`0.tasks.3`), for positions.
     pub path: String,
+    /// Where it is written (`site.yml:12:7`), for messages.
+    pub location: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -404,6 +406,7 @@ impl Playbook {
             vars: rt.vars.unwrap_or_default(),
             tags,
             path: path.to_string(),
+            location: self.location(path).into(),
         })
     }
 

@@ -91,6 +91,9 @@ pub async fn main(cli: Cli) -> u8 {
     };
     if opts.list_hosts || opts.list_tasks {
         report::print(&listing(&prepared, opts.list_tasks));
+        // The process ends now: freeing every host's program piece by piece
+        // (a tenth of the time at a thousand hosts) would be wasted work.
+        std::mem::forget(prepared);
         return exit::OK;
     }
     let r = opts.report;
@@ -132,7 +135,7 @@ fn listing(p: &Prepared, tasks: bool) -> String {
         let mut seen: Vec<&str> = Vec::new();
         out.push_str("  tasks:\n");
         for t in p.hosts.iter().flat_map(|h| h.program.iter().flat_map(|pr| pr.tasks.iter())) {
-            let key = t.location.as_str();
+            let key: &str = &t.location;
             if !seen.contains(&key) {
                 seen.push(key);
                 let tags = if t.tags.is_empty() { String::new() } else { format!("\tTAGS: [{}]", t.tags.join(", ")) };

@@ -115,11 +115,21 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     for s in inv.secrets.iter().chain(&vault_passwords).chain(&become_password) {
         redactor.add(s);
     }
+    // Every host's program, compiled on every core (the largest part of a
+    // run's start at a thousand hosts); used in host order below.
+    let mut programs = match (&playbook, &play_hosts) {
+        (Some(pb), Some(ph)) => {
+            let env = CompileEnv { inv: &inv, play_hosts: ph, templates: &templates, diff: opts.diff, tags: &opts.tags };
+            compile_all(pb, &env, &selected, opts.conn.r#become).into_iter()
+        }
+        _ => Vec::new().into_iter(),
+    };
     let mut errors = Vec::new();
     let mut hosts = Vec::new();
     // Key files and the hosts that use them (for messages).
     let mut key_files: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     for name in &selected {
+        let compiled = programs.next();
         let Some(host) = inv.hosts.get(name) else { continue };
         let mut conn = match inv.connection(host) {
             Ok(c) => c,
@@ -165,18 +175,13 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
         for k in &target.key_files {
             key_files.entry(k.clone()).or_default().push(name.clone());
         }
-        let program = match (&playbook, &play_hosts) {
-            (Some(pb), Some(ph)) => {
-                let env = CompileEnv { inv: &inv, play_hosts: ph, templates: &templates, diff: opts.diff, tags: &opts.tags };
-                match pb.compile(name, conn.r#become, &env) {
-                    Ok(p) => Some(p),
-                    Err(InputErrors(mut e)) => {
-                        errors.append(&mut e);
-                        continue;
-                    }
-                }
+        let program = match compiled {
+            Some(Ok(p)) => Some(p),
+            Some(Err(InputErrors(mut e))) => {
+                errors.append(&mut e);
+                continue;
             }
-            _ => None,
+            None => None,
         };
         // A runner's token from the inventory is a secret.
         for t in program.iter().flat_map(|p| p.registrations.iter().filter_map(|r| r.token.as_deref())) {
@@ -293,6 +298,40 @@ fn select(inv: &Inventory, opts: &Options, play_hosts: Option<&[Vec<String>]>) -
 }
 
 /// Decrypt every key file now: a wrong passphrase is bad input.
+/// `compile` for each of `names`, in their order, on as many threads as
+/// there are cores (at most 8; one for a small run). A host's `become` is
+/// the inventory's, else `default_become` (the command line's).
+fn compile_all(pb: &Playbook, env: &CompileEnv, names: &[String], default_become: Option<bool>) -> Vec<Result<HostProgram, InputErrors>> {
+    let one = |name: &String| {
+        let r#become = env.inv.hosts.get(name).and_then(|h| env.inv.connection(h).ok()).and_then(|c| c.r#become).or(default_become);
+        pb.compile(name, r#become, env)
+    };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8).min(names.len() / 32).max(1);
+    if threads == 1 {
+        return names.iter().map(one).collect();
+    }
+    // Hosts taken one at a time from a shared counter: a few hosts with
+    // large programs do not leave the other threads idle.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<HostProgram, InputErrors>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = names.get(i) else { break out };
+                        out.push((i, one(name)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 fn load_keys(key_files: &BTreeMap<PathBuf, Vec<String>>, errors: &mut Vec<InputError>) -> Vec<(PathBuf, Arc<russh::keys::PrivateKey>)> {
     let mut keys = Vec::new();
     for (k, users) in key_files {

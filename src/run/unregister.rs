@@ -47,7 +47,7 @@ pub async fn unregister(ctx: &HostCtx<'_>, facts: &Facts, regs: &[RunnerSettings
         };
         tasks.push(PlannedTask {
             name,
-            location: String::new(),
+            location: "".into(),
             handler: false,
             plan: match &gitlab {
                 Ok(d) if d.changed => TaskPlan::Changes(vec![Change::Controller { what: d.what.clone() }]),
@@ -69,7 +69,7 @@ pub async fn unregister(ctx: &HostCtx<'_>, facts: &Facts, regs: &[RunnerSettings
         }
         tasks.push(PlannedTask {
             name: "gitlab-runner stopped and disabled".into(),
-            location: String::new(),
+            location: "".into(),
             handler: false,
             plan: if stop.is_empty() { TaskPlan::Ok } else { TaskPlan::Changes(stop) },
         });
@@ -94,7 +94,7 @@ pub async fn unregister(ctx: &HostCtx<'_>, facts: &Facts, regs: &[RunnerSettings
         });
         tasks.push(PlannedTask {
             name: "runner removed from config.toml".into(),
-            location: String::new(),
+            location: "".into(),
             handler: false,
             plan: match rewrite {
                 Some(content) => TaskPlan::Changes(vec![Change::WriteFile {

@@ -32,45 +32,125 @@ pub fn host_name(host: &str, port: u16) -> String {
     }
 }
 
-/// Check `key_type key_base64` for `host`:`port` against the file's text.
+/// Check `key_type key_base64` for `host`:`port` against the file's text,
+/// every line read: the reading [`Index`] is tested against.
+#[cfg(test)]
 pub fn check(text: &str, host: &str, port: u16, key_type: &str, key_b64: &str) -> Verdict {
-    let name = host_name(host, port);
-    let mut changed = None;
-    let mut matched = false;
-    for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
+    let lines: Vec<Line> = text.lines().enumerate().filter_map(|(i, raw)| Line::parse(i + 1, raw)).collect();
+    verdict(lines.iter(), &host_name(host, port), key_type, key_b64)
+}
+
+/// One host key line: `[@marker] patterns key-type key`.
+#[derive(Debug)]
+struct Line {
+    no: usize,
+    marker: Option<String>,
+    patterns: String,
+    key_type: String,
+    key: String,
+}
+
+impl Line {
+    /// Line `no` of the file; None for blank lines, comments and lines
+    /// without a key.
+    fn parse(no: usize, raw: &str) -> Option<Line> {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
-            continue;
+            return None;
         }
         let mut words = line.split_whitespace();
-        let mut first = words.next().unwrap_or("");
+        let mut first = words.next()?;
         let marker = if first.starts_with('@') {
             let m = first;
             first = words.next().unwrap_or("");
-            Some(m)
+            Some(m.to_string())
         } else {
             None
         };
-        let (Some(kt), Some(kb)) = (words.next(), words.next()) else { continue };
-        if !hosts_match(first, &name) {
+        let (kt, kb) = (words.next()?, words.next()?);
+        Some(Line { no, marker, patterns: first.to_string(), key_type: kt.to_string(), key: kb.to_string() })
+    }
+
+    /// The plain host names of a line whose patterns are all plain (no
+    /// wildcard, negation or hash), lowercased; None for any other line.
+    fn plain_names(&self) -> Option<Vec<String>> {
+        self.patterns.split(',').map(|p| (!p.contains(['*', '?', '!']) && !p.starts_with('|')).then(|| p.to_ascii_lowercase())).collect()
+    }
+}
+
+/// The verdict of `lines` (in file order) for the known_hosts name `name`.
+fn verdict<'a>(lines: impl Iterator<Item = &'a Line>, name: &str, key_type: &str, key_b64: &str) -> Verdict {
+    let mut changed = None;
+    let mut matched = false;
+    for l in lines {
+        if !hosts_match(&l.patterns, name) {
             continue;
         }
-        match marker {
-            Some("@revoked") if kt == key_type && kb == key_b64 => return Verdict::Revoked { line: line_no },
+        let same_key = l.key_type == key_type && l.key == key_b64;
+        match l.marker.as_deref() {
+            Some("@revoked") if same_key => return Verdict::Revoked { line: l.no },
             Some(_) => continue,
             None => {}
         }
-        if kt == key_type && kb == key_b64 {
+        if same_key {
             matched = true;
-        } else if kt == key_type && changed.is_none() {
-            changed = Some(line_no);
+        } else if l.key_type == key_type && changed.is_none() {
+            changed = Some(l.no);
         }
     }
     match (matched, changed) {
         (true, _) => Verdict::Match,
         (false, Some(line)) => Verdict::Changed { line },
         (false, None) => Verdict::Unknown,
+    }
+}
+
+/// A file's lines, parsed once, with the lines that name plain hosts
+/// found by name: a check reads the lines for its host and the lines with
+/// patterns (wildcards, negations, hashes), not the whole file, so a
+/// thousand-host file costs a handshake no more than a ten-host one.
+#[derive(Debug, Default)]
+struct Index {
+    lines: Vec<Line>,
+    by_name: std::collections::HashMap<String, Vec<usize>>,
+    patterned: Vec<usize>,
+    /// Lines in the file (for the number of an appended line).
+    count: usize,
+}
+
+impl Index {
+    fn new(text: &str) -> Index {
+        let mut ix = Index::default();
+        for raw in text.lines() {
+            ix.push(raw);
+        }
+        ix
+    }
+
+    /// Add the file's next line.
+    fn push(&mut self, raw: &str) {
+        self.count += 1;
+        let Some(line) = Line::parse(self.count, raw) else { return };
+        let i = self.lines.len();
+        match line.plain_names() {
+            Some(mut names) => {
+                names.dedup();
+                for n in names {
+                    self.by_name.entry(n).or_default().push(i);
+                }
+            }
+            None => self.patterned.push(i),
+        }
+        self.lines.push(line);
+    }
+
+    fn check(&self, host: &str, port: u16, key_type: &str, key_b64: &str) -> Verdict {
+        let name = host_name(host, port);
+        let mut at: Vec<usize> =
+            self.by_name.get(&name.to_ascii_lowercase()).into_iter().flatten().chain(&self.patterned).copied().collect();
+        at.sort_unstable();
+        at.dedup();
+        verdict(at.iter().map(|&i| &self.lines[i]), &name, key_type, key_b64)
     }
 }
 
@@ -83,7 +163,7 @@ pub fn check(text: &str, host: &str, port: u16, key_type: &str, key_b64: &str) -
 #[derive(Debug)]
 pub struct KnownHosts {
     path: std::path::PathBuf,
-    text: std::sync::Mutex<String>,
+    text: std::sync::Mutex<Index>,
 }
 
 impl KnownHosts {
@@ -94,7 +174,7 @@ impl KnownHosts {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e),
         };
-        Ok(KnownHosts { path: path.to_path_buf(), text: std::sync::Mutex::new(text) })
+        Ok(KnownHosts { path: path.to_path_buf(), text: std::sync::Mutex::new(Index::new(&text)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -105,7 +185,7 @@ impl KnownHosts {
     /// run appended).
     pub fn check(&self, host: &str, port: u16, key_type: &str, key_b64: &str) -> Verdict {
         match self.text.lock() {
-            Ok(t) => check(&t, host, port, key_type, key_b64),
+            Ok(ix) => ix.check(host, port, key_type, key_b64),
             Err(_) => Verdict::Unknown,
         }
     }
@@ -113,15 +193,12 @@ impl KnownHosts {
     /// Record a new host key: one whole line, appended under the lock,
     /// unless another connection recorded it meanwhile.
     pub fn accept(&self, host: &str, port: u16, key_type: &str, key_b64: &str) -> std::io::Result<()> {
-        let mut text = self.text.lock().map_err(|_| std::io::Error::other("known_hosts lock poisoned"))?;
-        if check(&text, host, port, key_type, key_b64) == Verdict::Match {
+        let mut ix = self.text.lock().map_err(|_| std::io::Error::other("known_hosts lock poisoned"))?;
+        if ix.check(host, port, key_type, key_b64) == Verdict::Match {
             return Ok(());
         }
         let line = append(&self.path, host, port, key_type, key_b64)?;
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&line);
+        ix.push(line.trim_end());
         Ok(())
     }
 }
@@ -215,6 +292,30 @@ mod tests {
         assert_eq!(check(&text, "10.0.0.1", 22, "ssh-rsa", "AAAA"), Verdict::Unknown);
         let revoked = format!("@revoked * ssh-ed25519 {K1}\nweb1 ssh-ed25519 {K1}\n");
         assert_eq!(check(&revoked, "web1", 22, "ssh-ed25519", K1), Verdict::Revoked { line: 1 });
+    }
+
+    /// The index gives the whole-file reading's verdict, line numbers too,
+    /// for plain, mixed-case, patterned, negated, revoked and ported lines.
+    #[test]
+    fn the_index_agrees_with_reading_every_line() {
+        let text = format!(
+            "# c\n10.0.0.1 ssh-ed25519 {K2}\nweb*,!web9 ssh-ed25519 {K1}\n[10.0.0.2]:2222 ssh-ed25519 {K1}\nWeb1,db1 ssh-ed25519 {K2}\n\
+             @revoked db2 ssh-ed25519 {K1}\ndb2 ssh-ed25519 {K1}\n@cert-authority *.x ssh-ed25519 {K1}\n10.0.0.1 ssh-ed25519 {K1}\nbroken-line\n"
+        );
+        let ix = Index::new(&text);
+        for host in ["10.0.0.1", "web1", "WEB1", "web9", "db1", "db2", "a.x", "10.0.0.2", "nope"] {
+            for port in [22, 2222] {
+                for (kt, kb) in [("ssh-ed25519", K1), ("ssh-ed25519", K2), ("ssh-rsa", "AAAA")] {
+                    assert_eq!(ix.check(host, port, kt, kb), check(&text, host, port, kt, kb), "{host}:{port} {kt} {kb}");
+                }
+            }
+        }
+        assert_eq!(ix.check("10.0.0.1", 22, "ssh-ed25519", K1), Verdict::Match, "a later line with the key matches");
+        assert_eq!(ix.check("web1", 22, "ssh-ed25519", K2), Verdict::Match, "`Web1` on line 5: names are case-blind");
+        assert_eq!(ix.check("web2", 22, "ssh-ed25519", K2), Verdict::Changed { line: 3 });
+        let mut grown = Index::new("a ssh-ed25519 AAAA");
+        grown.push(&format!("b ssh-ed25519 {K1}"));
+        assert_eq!(grown.check("b", 22, "ssh-ed25519", K2), Verdict::Changed { line: 2 });
     }
 
     #[test]
