@@ -297,7 +297,6 @@ fn select(inv: &Inventory, opts: &Options, play_hosts: Option<&[Vec<String>]>) -
     Ok(selected)
 }
 
-/// Decrypt every key file now: a wrong passphrase is bad input.
 /// `compile` for each of `names`, in their order, on as many threads as
 /// there are cores (at most 8; one for a small run). A host's `become` is
 /// the inventory's, else `default_become` (the command line's).
@@ -332,6 +331,7 @@ fn compile_all(pb: &Playbook, env: &CompileEnv, names: &[String], default_become
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Decrypt every key file now: a wrong passphrase is bad input.
 fn load_keys(key_files: &BTreeMap<PathBuf, Vec<String>>, errors: &mut Vec<InputError>) -> Vec<(PathBuf, Arc<russh::keys::PrivateKey>)> {
     let mut keys = Vec::new();
     for (k, users) in key_files {
