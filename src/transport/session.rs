@@ -28,6 +28,10 @@ use super::ssh_config::{jump_chain, Target};
 /// Channels open at once on one connection (OpenSSH allows 10).
 pub const MAX_CHANNELS: usize = 8;
 
+/// Bytes read from a host's socket at a time (larger packets are read
+/// straight into russh's own buffer).
+const READ_BUFFER: usize = 16 * 1024;
+
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Unknown { fingerprint: String },
@@ -185,7 +189,16 @@ impl Session {
                 )?;
                 client::connect_stream(config, ch.into_stream(), handler).await
             }
-            None => client::connect(config, (target.address.as_str(), target.port), handler).await,
+            None => match tokio::net::TcpStream::connect((target.address.as_str(), target.port)).await {
+                // russh reads a packet's length, then its body, each straight
+                // from the stream: two reads (and often a third that finds
+                // nothing) per packet. A buffer takes what has arrived in one.
+                Ok(socket) => {
+                    let _ = socket.set_nodelay(true);
+                    client::connect_stream(config, tokio::io::BufReader::with_capacity(READ_BUFFER, socket), handler).await
+                }
+                Err(e) => Err(russh::Error::from(e)),
+            },
         };
         let kh = opts.known_hosts.path();
         let mut handle = handle.map_err(|e| {
