@@ -46,9 +46,9 @@ use crate::error::exit;
 
 /// mimalloc: a run allocates and frees many small values per host (every
 /// host's variables, programs and plans); glibc's malloc spent a third of
-/// the time before the first connection at a thousand hosts. Built without
-/// its transparent huge pages: at a hundred hosts, zeroing 2 MiB pages was a
-/// tenth of the run's CPU and half again its memory.
+/// the time before the first connection at a thousand hosts. It asks for
+/// transparent huge pages, which serve compiling; the run turns them off
+/// before connecting (`run::small_pages`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
+use super::clock::{epoch_of, now_epoch};
 use super::runner::{Registration, RunnerSettings, RunnerSpec};
 
 /// How many times a request is tried when GitLab answers 5xx.
@@ -152,38 +153,6 @@ fn next_page(h: &reqwest::header::HeaderMap) -> Option<u32> {
     let url = next.split(';').next()?.trim().trim_start_matches('<').trim_end_matches('>');
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|kv| kv.strip_prefix("page=")).and_then(|p| p.parse().ok())
-}
-
-/// Seconds since the epoch of an RFC 3339 timestamp GitLab writes
-/// (`2026-04-22T08:07:35.123Z`, or with an offset).
-pub fn epoch_of(ts: &str) -> Option<i64> {
-    let ts = ts.trim();
-    let (date, rest) = ts.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
-    let (hh, mm, ss) = (rest.get(0..2)?.parse::<i64>().ok()?, rest.get(3..5)?.parse::<i64>().ok()?, rest.get(6..8)?.parse::<i64>().ok()?);
-    let tail = rest.get(8..)?.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    let offset = match tail {
-        "Z" | "z" | "" => 0,
-        t => {
-            let sign = if t.starts_with('-') { -1 } else { 1 };
-            let t = t.get(1..)?;
-            sign * (t.get(0..2)?.parse::<i64>().ok()? * 3600 + t.get(3..5)?.parse::<i64>().ok()? * 60)
-        }
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
-}
-
-fn now_epoch() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// How far GitLab's clock may be behind the controller's when deciding
@@ -637,14 +606,6 @@ mod tests {
         assert_eq!(next_page(&h), Some(2));
         h.insert("x-next-page", HeaderValue::from_static(""));
         assert_eq!(next_page(&h), None, "an empty X-Next-Page is the last page");
-    }
-
-    #[test]
-    fn reads_gitlab_timestamps() {
-        assert_eq!(epoch_of("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(epoch_of("2026-04-22T08:07:35.123Z"), Some(1_776_845_255));
-        assert_eq!(epoch_of("2026-04-22T10:07:35+02:00"), Some(1_776_845_255));
-        assert_eq!(epoch_of("soon"), None);
     }
 
     #[test]

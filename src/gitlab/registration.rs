@@ -15,8 +15,9 @@
 use std::path::PathBuf;
 
 use super::api::{Client, Created, Verdict};
+use super::clock::now_rfc3339;
 use super::pending::{self, Pending};
-use super::runner::{now_rfc3339, Existing, Identity, Registration, RunnerSettings, Settled};
+use super::runner::{Existing, Identity, Registration, RunnerSettings, Settled};
 pub use super::shared::{same_named, RegistrationError, Secrets};
 
 /// One runner of one host to settle.

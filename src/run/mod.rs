@@ -96,6 +96,7 @@ pub async fn main(cli: Cli) -> u8 {
         std::mem::forget(prepared);
         return exit::OK;
     }
+    small_pages();
     let r = opts.report;
     let mut reporter: Box<dyn Reporter> = match r.output {
         Output::Json => Box::new(report::Json { redactor: prepared.redactor.clone() }),
@@ -104,6 +105,20 @@ pub async fn main(cli: Cli) -> u8 {
     let mut summary = drive(prepared, reporter.as_mut()).await;
     summary.strict = opts.strict;
     summary.exit_code()
+}
+
+/// From here on, new memory comes in 4 KiB pages. Compiling every host's
+/// program at once gains from mimalloc's 2 MiB pages (fewer faults); the
+/// hosts' connections, each a few small buffers, lose: at a hundred
+/// converged hosts, zeroing 2 MiB pages was a tenth of the run's CPU and its
+/// peak RSS 38 MiB instead of 24. Pages already in use stay as they are.
+fn small_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this
+    // process's page policy; no memory is passed or touched.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// `bootstrap inventory`: print the inventory as ansible-inventory does.
