@@ -165,12 +165,7 @@ impl Session {
 
     /// One hop: directly, or through the connection `via`.
     async fn connect_one(target: &Target, via: Option<Session>, opts: &SshOptions) -> Result<Session, SshError> {
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(Duration::from_secs(15)),
-            keepalive_max: 3,
-            nodelay: true,
-            ..Default::default()
-        });
+        let config = Arc::new(client::Config { keepalive_interval: Some(Duration::from_secs(15)), keepalive_max: 3, ..Default::default() });
         let verdict = Arc::new(Mutex::new(None));
         let handler = Handler {
             host: target.address.clone(),
@@ -193,6 +188,7 @@ impl Session {
                 // russh reads a packet's length, then its body, each straight
                 // from the stream: two reads (and often a third that finds
                 // nothing) per packet. A buffer takes what has arrived in one.
+                // (russh's own `nodelay` applies only to its `connect`.)
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
                     client::connect_stream(config, tokio::io::BufReader::with_capacity(READ_BUFFER, socket), handler).await
