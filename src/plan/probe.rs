@@ -18,10 +18,17 @@ pub const DIFF_MAX_BYTES: u64 = 256 * 1024;
 
 /// The probe script for `requests`. Sections are printed as
 /// `@@<nonce> <tag>` followed by the section's lines.
+///
+/// The answer is collected on the host and written once at the end: line
+/// by line, sshd sent every few lines as a packet of its own (about 20 per
+/// probe), each one read, decrypted, acknowledged and handed on by the
+/// controller. The `.` after the body keeps trailing newlines, which a
+/// command substitution would strip.
 pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
     let m = format!("@@{nonce}");
     let mut s = String::new();
     s.push_str("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    s.push_str("bootstrap_probe=$(\n");
     s.push_str(&format!(
         "echo '{m} os'; cat /etc/os-release 2>/dev/null; echo \"machine=$(uname -m)\"; \
          echo \"dpkg_arch=$(dpkg --print-architecture 2>/dev/null)\"; echo \"nproc=$(nproc 2>/dev/null)\"; \
@@ -93,6 +100,7 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
         ));
     }
     s.push_str(&format!("echo '{m} end'\n"));
+    s.push_str("echo .)\nprintf '%s' \"${bootstrap_probe%.}\"\n");
     s
 }
 
