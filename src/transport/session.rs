@@ -241,12 +241,62 @@ impl Session {
             .await
             .map_err(|e| SshError::Unreachable(format!("cannot open a channel: {}", describe(&e))))?;
         let (mut read, write) = channel.split();
+        // Stdin that fits in one packet of the host's window goes out with
+        // the request, before the connection's task next writes: the
+        // command, its stdin and EOF leave in one segment. Nothing here
+        // waits on the host, so reading afterwards cannot block it.
+        let inline = sent.is_none() && stdin.len() <= write.writable_packet_size().await;
         if let Err(e) = write.exec(true, command).await {
             let _ = write.close().await;
             return Err(SshError::Unreachable(format!("cannot run a command: {}", describe(&e))));
         }
-        let mut stdin_writer = write.make_writer();
-        let writer = tokio::spawn(async move {
+        // As with the writer task, a failed write shows as a lost
+        // connection (no exit status) below.
+        let writer = if inline {
+            if write.data_bytes(stdin).await.is_ok() {
+                let _ = write.eof().await;
+            }
+            None
+        } else {
+            Some(Self::spawn_writer(write.make_writer(), stdin, sent))
+        };
+        let mut out = Output::default();
+        let mut closed = false;
+        while let Some(msg) = read.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    on_stdout(&data);
+                    out.stdout.extend_from_slice(&data);
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                ChannelMsg::Close => {
+                    closed = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+        if !closed {
+            let _ = write.close().await;
+        }
+        if out.status.is_none() {
+            return Err(SshError::Unreachable("the connection was lost while a command ran".into()));
+        }
+        Ok(out)
+    }
+
+    /// Write `stdin` on its own task while the output is read (it may be
+    /// larger than the host's window), then EOF.
+    fn spawn_writer(
+        mut stdin_writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+        stdin: Vec<u8>,
+        sent: Option<(Arc<std::sync::atomic::AtomicU64>, u64)>,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             let r = match &sent {
                 None => stdin_writer.write_all(&stdin).await,
@@ -269,32 +319,7 @@ impl Session {
             // Shutting the writer down sends EOF.
             let _ = stdin_writer.shutdown().await;
             r
-        });
-        let mut out = Output::default();
-        let mut closed = false;
-        while let Some(msg) = read.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    on_stdout(&data);
-                    out.stdout.extend_from_slice(&data);
-                }
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                ChannelMsg::Close => {
-                    closed = true;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let _ = writer.await;
-        if !closed {
-            let _ = write.close().await;
-        }
-        if out.status.is_none() {
-            return Err(SshError::Unreachable("the connection was lost while a command ran".into()));
-        }
-        Ok(out)
+        })
     }
 
     /// Run a shell script (fed on stdin to `sh -s`) as the become user.
