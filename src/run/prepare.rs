@@ -15,7 +15,7 @@ use super::download;
 use super::options::{Mode, Options, Serial, Sources};
 use crate::error::{InputError, InputErrors};
 use crate::gitlab::Secrets;
-use crate::inventory::{extra_vars, Inventory, LoadOptions, Unvault};
+use crate::inventory::{extra_vars, Connection, Inventory, LoadOptions, Unvault};
 use crate::plan::module::LocalFiles;
 use crate::plan::HostProgram;
 use crate::playbook::{CompileEnv, Playbook};
@@ -115,12 +115,18 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     for s in inv.secrets.iter().chain(&vault_passwords).chain(&become_password) {
         redactor.add(s);
     }
+    // Every selected host's connection, read once: compiling needs its
+    // become (the command line's where the inventory says nothing), the
+    // loop below the rest.
+    let conns: Vec<Option<Result<Connection, InputError>>> = selected.iter().map(|n| inv.hosts.get(n).map(|h| inv.connection(h))).collect();
+    let becomes: Vec<Option<bool>> =
+        conns.iter().map(|c| c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|c| c.r#become).or(opts.conn.r#become)).collect();
     // Every host's program, compiled on every core (the largest part of a
     // run's start at a thousand hosts); used in host order below.
     let mut programs = match (&playbook, &play_hosts) {
         (Some(pb), Some(ph)) => {
             let env = CompileEnv { inv: &inv, play_hosts: ph, templates: &templates, diff: opts.diff, tags: &opts.tags };
-            compile_all(pb, &env, &selected, opts.conn.r#become).into_iter()
+            compile_all(pb, &env, &selected, &becomes).into_iter()
         }
         _ => Vec::new().into_iter(),
     };
@@ -128,15 +134,16 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, InputErrors> {
     let mut hosts = Vec::new();
     // Key files and the hosts that use them (for messages).
     let mut key_files: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
-    for name in &selected {
+    for (name, conn) in selected.iter().zip(conns) {
         let compiled = programs.next();
         let Some(host) = inv.hosts.get(name) else { continue };
-        let mut conn = match inv.connection(host) {
-            Ok(c) => c,
-            Err(e) => {
+        let mut conn = match conn {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
                 errors.push(e);
                 continue;
             }
+            None => continue,
         };
         let vars = inv.host_vars(host);
         // The command line and ansible.cfg, where the inventory says nothing.
@@ -300,14 +307,12 @@ fn select(inv: &Inventory, opts: &Options, play_hosts: Option<&[Vec<String>]>) -
 /// `compile` for each of `names`, in their order, on as many threads as
 /// there are cores (at most 8; one for a small run). A host's `become` is
 /// the inventory's, else `default_become` (the command line's).
-fn compile_all(pb: &Playbook, env: &CompileEnv, names: &[String], default_become: Option<bool>) -> Vec<Result<HostProgram, InputErrors>> {
-    let one = |name: &String| {
-        let r#become = env.inv.hosts.get(name).and_then(|h| env.inv.connection(h).ok()).and_then(|c| c.r#become).or(default_become);
-        pb.compile(name, r#become, env)
-    };
+/// `becomes[i]` is the become setting of `names[i]`.
+fn compile_all(pb: &Playbook, env: &CompileEnv, names: &[String], becomes: &[Option<bool>]) -> Vec<Result<HostProgram, InputErrors>> {
+    let one = |i: usize| pb.compile(&names[i], becomes.get(i).copied().flatten(), env);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8).min(names.len() / 32).max(1);
     if threads == 1 {
-        return names.iter().map(one).collect();
+        return (0..names.len()).map(one).collect();
     }
     // Hosts taken one at a time from a shared counter: a few hosts with
     // large programs do not leave the other threads idle.
@@ -319,8 +324,10 @@ fn compile_all(pb: &Playbook, env: &CompileEnv, names: &[String], default_become
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(name) = names.get(i) else { break out };
-                        out.push((i, one(name)));
+                        if i >= names.len() {
+                            break out;
+                        }
+                        out.push((i, one(i)));
                     }
                 })
             })
