@@ -305,9 +305,8 @@ fn select(inv: &Inventory, opts: &Options, play_hosts: Option<&[Vec<String>]>) -
 }
 
 /// `compile` for each of `names`, in their order, on as many threads as
-/// there are cores (at most 8; one for a small run). A host's `become` is
-/// the inventory's, else `default_become` (the command line's).
-/// `becomes[i]` is the become setting of `names[i]`.
+/// there are cores (at most 8; one for a small run). `becomes[i]` is the
+/// become of `names[i]`: the inventory's, else the command line's.
 fn compile_all(pb: &Playbook, env: &CompileEnv, names: &[String], becomes: &[Option<bool>]) -> Vec<Result<HostProgram, InputErrors>> {
     let one = |i: usize| pb.compile(&names[i], becomes.get(i).copied().flatten(), env);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8).min(names.len() / 32).max(1);

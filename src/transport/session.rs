@@ -241,10 +241,10 @@ impl Session {
             .await
             .map_err(|e| SshError::Unreachable(format!("cannot open a channel: {}", describe(&e))))?;
         let (mut read, write) = channel.split();
-        // Stdin that fits in one packet of the host's window goes out with
-        // the request, before the connection's task next writes: the
-        // command, its stdin and EOF leave in one segment. Nothing here
-        // waits on the host, so reading afterwards cannot block it.
+        // Stdin that fits in one packet of the host's window is queued right
+        // behind the request, so the connection's task can write the
+        // command, its stdin and EOF at once. Nothing here waits on the
+        // host, so reading afterwards cannot block it.
         let inline = sent.is_none() && stdin.len() <= write.writable_packet_size().await;
         if let Err(e) = write.exec(true, command).await {
             let _ = write.close().await;
