@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     // One thread drives every connection. The hosts are what a run waits
-    // for, and a converged host costs the controller under 2 ms of CPU, so
+    // for, and a converged host costs the controller about 2 ms of CPU, so
     // one core serves hundreds of hosts a second. A second worker thread
     // cost more than it gave: it was woken and put back to sleep at nearly
     // every packet, and a run used 14-15% more CPU for the same wall time
