@@ -14,6 +14,7 @@ pub mod options;
 pub mod session;
 pub mod shell;
 pub mod ssh_config;
+mod tcp;
 
 pub use error::SshError;
 pub use options::SshOptions;

@@ -24,6 +24,7 @@ use super::error::{describe, SshError};
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::options::SshOptions;
 use super::ssh_config::{jump_chain, Target};
+use super::tcp::{QuickAck, Tcp};
 
 /// Channels open at once on one connection (OpenSSH allows 10).
 pub const MAX_CHANNELS: usize = 8;
@@ -133,6 +134,9 @@ pub struct Session {
     handle: client::Handle<Handler>,
     channels: Arc<Semaphore>,
     round_trips: AtomicU32,
+    /// Armed from authentication to the first channel's confirmation
+    /// (direct connections only): see [`super::tcp`].
+    quick_ack: Option<QuickAck>,
     // A ProxyJump connection must live as long as this one.
     _jump: Option<Box<Session>>,
 }
@@ -175,6 +179,7 @@ impl Session {
             checking: opts.host_key_checking,
             verdict: verdict.clone(),
         };
+        let quick_ack = via.is_none().then(QuickAck::default);
         let handle = match &via {
             Some(jump) => {
                 let ch = jump.handle.channel_open_direct_tcpip(target.address.clone(), target.port as u32, "127.0.0.1", 0).await.map_err(
@@ -191,6 +196,7 @@ impl Session {
                 // (russh's own `nodelay` applies only to its `connect`.)
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
+                    let socket = Tcp::new(socket, quick_ack.clone().unwrap_or_default());
                     client::connect_stream(config, tokio::io::BufReader::with_capacity(READ_BUFFER, socket), handler).await
                 }
                 Err(e) => Err(russh::Error::from(e)),
@@ -213,7 +219,16 @@ impl Session {
             }
         })?;
         authenticate(&mut handle, target, opts).await?;
-        Ok(Session { handle, channels: Arc::new(Semaphore::new(MAX_CHANNELS)), round_trips: AtomicU32::new(0), _jump: via.map(Box::new) })
+        if let Some(q) = &quick_ack {
+            q.set(true);
+        }
+        Ok(Session {
+            handle,
+            channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
+            round_trips: AtomicU32::new(0),
+            quick_ack,
+            _jump: via.map(Box::new),
+        })
     }
 
     /// Command round trips made on this connection so far.
@@ -240,6 +255,9 @@ impl Session {
             .channel_open_session()
             .await
             .map_err(|e| SshError::Unreachable(format!("cannot open a channel: {}", describe(&e))))?;
+        if let Some(q) = &self.quick_ack {
+            q.set(false);
+        }
         let (mut read, write) = channel.split();
         // Stdin that fits in one packet of the host's window is queued right
         // behind the request, so the connection's task can write the
