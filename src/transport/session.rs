@@ -134,9 +134,10 @@ pub struct Session {
     handle: client::Handle<Handler>,
     channels: Arc<Semaphore>,
     round_trips: AtomicU32,
-    /// Armed from authentication to the first channel's confirmation
-    /// (direct connections only): see [`super::tcp`].
-    quick_ack: Option<QuickAck>,
+    /// Armed from authentication to the first channel's confirmation: see
+    /// [`super::tcp`]. A ProxyJump hop's socket is the jump host's, so there
+    /// it is attached to nothing.
+    quick_ack: QuickAck,
     // A ProxyJump connection must live as long as this one.
     _jump: Option<Box<Session>>,
 }
@@ -179,7 +180,7 @@ impl Session {
             checking: opts.host_key_checking,
             verdict: verdict.clone(),
         };
-        let quick_ack = via.is_none().then(QuickAck::default);
+        let quick_ack = QuickAck::default();
         let handle = match &via {
             Some(jump) => {
                 let ch = jump.handle.channel_open_direct_tcpip(target.address.clone(), target.port as u32, "127.0.0.1", 0).await.map_err(
@@ -196,7 +197,7 @@ impl Session {
                 // (russh's own `nodelay` applies only to its `connect`.)
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
-                    let socket = Tcp::new(socket, quick_ack.clone().unwrap_or_default());
+                    let socket = Tcp::new(socket, quick_ack.clone());
                     client::connect_stream(config, tokio::io::BufReader::with_capacity(READ_BUFFER, socket), handler).await
                 }
                 Err(e) => Err(russh::Error::from(e)),
@@ -219,9 +220,7 @@ impl Session {
             }
         })?;
         authenticate(&mut handle, target, opts).await?;
-        if let Some(q) = &quick_ack {
-            q.set(true);
-        }
+        quick_ack.set(true);
         Ok(Session {
             handle,
             channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
@@ -255,14 +254,15 @@ impl Session {
             .channel_open_session()
             .await
             .map_err(|e| SshError::Unreachable(format!("cannot open a channel: {}", describe(&e))))?;
-        if let Some(q) = &self.quick_ack {
-            q.set(false);
-        }
+        self.quick_ack.set(false);
         let (mut read, write) = channel.split();
         // Stdin that fits in one packet of the host's window is queued right
         // behind the request, so the connection's task can write the
         // command, its stdin and EOF at once. Nothing here waits on the
-        // host, so reading afterwards cannot block it.
+        // host, so reading afterwards cannot block it. OpenSSH's sshd opens
+        // a session channel with a window of 0 and grants it once the
+        // command has started, so against it stdin always takes the writer
+        // task, after that window adjust.
         let inline = sent.is_none() && stdin.len() <= write.writable_packet_size().await;
         if let Err(e) = write.exec(true, command).await {
             let _ = write.close().await;
