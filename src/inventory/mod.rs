@@ -193,6 +193,8 @@ impl Inventory {
         let all_play = files.get(&play, "group_vars", "all", unvault)?;
         let mut hosts = IndexMap::new();
         let mut listed = HashMap::new();
+        // inventory_file and inventory_dir, resolved once per source file.
+        let mut source_paths: HashMap<PathBuf, (String, String)> = HashMap::new();
         for (name, h) in &d.hosts {
             let mut groups: BTreeSet<String> = BTreeSet::new();
             groups.insert("all".into());
@@ -229,10 +231,12 @@ impl Inventory {
             listed.insert(name.clone(), vars.vars.clone());
             vars.merge(extra);
             if let Some(src) = &h.source {
-                let abs = std::fs::canonicalize(src).unwrap_or_else(|_| src.clone());
-                vars.vars.entry("inventory_file").or_insert_with(|| Json::String(abs.display().to_string()));
-                let dir = abs.parent().map(|p| p.display().to_string()).unwrap_or_default();
-                vars.vars.entry("inventory_dir").or_insert(Json::String(dir));
+                let (file, dir) = source_paths.entry(src.clone()).or_insert_with(|| {
+                    let abs = std::fs::canonicalize(src).unwrap_or_else(|_| src.clone());
+                    (abs.display().to_string(), abs.parent().map(|p| p.display().to_string()).unwrap_or_default())
+                });
+                vars.vars.entry("inventory_file").or_insert_with(|| Json::String(file.clone()));
+                vars.vars.entry("inventory_dir").or_insert_with(|| Json::String(dir.clone()));
             }
             hosts.insert(
                 name.clone(),
