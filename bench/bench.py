@@ -244,6 +244,16 @@ class Fleet:
         if names:
             log(f"tearing down {len(names)} test host(s)")
             self.down(names)
+        # What `testhost up` and `net-up` set for the whole machine (the controller address on lo,
+        # raised sysctls, the guests' nft table) goes with the last test host; while instances of
+        # someone else are still up it stays theirs.
+        left = subprocess.run([TESTHOST, "list"], capture_output=True, text=True).stdout.split()
+        if left:
+            log(f"test hosts not ours still up ({' '.join(left)}): the machine-wide test-host settings stay")
+        else:
+            r = subprocess.run([TESTHOST, "down-all"], capture_output=True, text=True)
+            if r.returncode != 0:
+                log(f"testhost down-all failed: {r.stderr.strip()}")
 
     def fresh(self, names):
         """Fresh hosts: tear down any of these that are up, boot them again, wait until settled."""
