@@ -5,6 +5,7 @@
 //! with no parent becomes a child of `all`, a host in no group is in
 //! `ungrouped`, and a later source's value replaces an earlier one.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -202,20 +203,32 @@ impl Data {
                 self.add_child("all", g);
             }
         }
-        let hosts: Vec<String> = self.hosts.keys().cloned().collect();
-        for h in hosts {
-            let member: Vec<&String> = self.groups.iter().filter(|(_, g)| g.hosts.contains(&h)).map(|(n, _)| n).collect();
-            let in_ungrouped = member.iter().any(|g| *g == "ungrouped");
-            let others = member.iter().any(|g| *g != "all" && *g != "ungrouped");
-            if in_ungrouped && others {
-                if let Some(u) = self.groups.get_mut("ungrouped") {
-                    u.hosts.retain(|x| *x != h);
-                }
-            } else if !others && !in_ungrouped {
-                if let Some(u) = self.groups.get_mut("ungrouped") {
-                    u.hosts.push(h.clone());
+        // Per host: listed in `ungrouped`, listed in another group (one
+        // pass over the groups, not one per host: linear in the inventory).
+        let mut listed: HashMap<&str, (bool, bool)> = HashMap::new();
+        for (g, gd) in &self.groups {
+            for h in &gd.hosts {
+                let e = listed.entry(h.as_str()).or_default();
+                if g == "ungrouped" {
+                    e.0 = true;
+                } else if g != "all" {
+                    e.1 = true;
                 }
             }
+        }
+        let mut drop: HashSet<String> = HashSet::new();
+        let mut add: Vec<String> = Vec::new();
+        for h in self.hosts.keys() {
+            let (in_ungrouped, others) = listed.get(h.as_str()).copied().unwrap_or_default();
+            if in_ungrouped && others {
+                drop.insert(h.clone());
+            } else if !others && !in_ungrouped {
+                add.push(h.clone());
+            }
+        }
+        if let Some(u) = self.groups.get_mut("ungrouped") {
+            u.hosts.retain(|x| !drop.contains(x));
+            u.hosts.extend(add);
         }
         // `all` itself lists no hosts: every host is in it implicitly.
         if let Some(all) = self.groups.get_mut("all") {

@@ -195,15 +195,22 @@ impl Inventory {
         let mut listed = HashMap::new();
         // inventory_file and inventory_dir, resolved once per source file.
         let mut source_paths: HashMap<PathBuf, (String, String)> = HashMap::new();
-        for (name, h) in &d.hosts {
-            let mut groups: BTreeSet<String> = BTreeSet::new();
-            groups.insert("all".into());
-            for (g, gd) in &d.groups {
-                if gd.hosts.contains(name) {
-                    groups.insert(g.clone());
-                    groups.extend(d.ancestors(g));
-                }
+        // Each host's groups with their ancestors, from one pass over the
+        // groups (a scan of every group per host was quadratic in N).
+        let mut member_of: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        for (g, gd) in &d.groups {
+            if gd.hosts.is_empty() {
+                continue;
             }
+            let mut with_ancestors = d.ancestors(g);
+            with_ancestors.push(g.clone());
+            for host in &gd.hosts {
+                member_of.entry(host.as_str()).or_default().extend(with_ancestors.iter().cloned());
+            }
+        }
+        for (name, h) in &d.hosts {
+            let mut groups: BTreeSet<String> = member_of.remove(name.as_str()).unwrap_or_default();
+            groups.insert("all".into());
             let mut sorted: Vec<&String> = groups.iter().filter(|g| *g != "all").collect();
             sorted.sort_by_key(|g| (depth.get(*g).copied().unwrap_or(0), d.groups.get(*g).map(|x| x.priority).unwrap_or(1), (*g).clone()));
             let mut vars = Located::default();
@@ -559,6 +566,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("BOOTSTRAP_TEST_NOPE_NOPE"), "{err}");
+    }
+
+    #[test]
+    fn membership_with_ancestors_and_ungrouped() {
+        let i = inv(
+            "all:\n  hosts:\n    lone:\n    both:\n  children:\n    ungrouped:\n      hosts: {both: , u2: }\n    a:\n      children:\n        b:\n          hosts: {both: , deep: }\n    c:\n      hosts: {deep: }\n",
+        );
+        let groups = |h: &str| i.hosts[h].groups.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(groups("deep"), ["a", "all", "b", "c"], "a listed group and its ancestors");
+        assert_eq!(groups("both"), ["a", "all", "b"], "out of ungrouped once in another group");
+        assert_eq!(groups("lone"), ["all", "ungrouped"]);
+        assert_eq!(i.groups["ungrouped"].hosts, ["u2", "lone"], "listed ones keep their place, the rest follow in order");
     }
 
     #[test]

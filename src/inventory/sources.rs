@@ -11,7 +11,7 @@
 //! recursively in name order. Whole-file Vault encryption and inline
 //! `!vault` values are decrypted wherever they appear.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -152,6 +152,48 @@ fn dir_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[derive(Default)]
 pub struct VarFiles {
     cache: HashMap<(PathBuf, String), Located>,
+    /// What each `group_vars`/`host_vars` folder holds, read once: a name
+    /// with no entry there is not looked up, which for a thousand hosts
+    /// was thousands of `stat`s.
+    listings: HashMap<PathBuf, Listing>,
+}
+
+/// A variables folder's entries.
+enum Listing {
+    /// No such folder.
+    Absent,
+    /// A folder whose entries cannot be listed: each name is looked up.
+    Unlisted,
+    /// Its entry names, ASCII letters in lower case, so that the check is
+    /// never stricter than a case-insensitive file system's lookup; the
+    /// lookup itself decides.
+    Names(HashSet<String>),
+}
+
+impl Listing {
+    fn read(dir: &Path) -> Listing {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                Listing::Names(entries.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_ascii_lowercase())).collect())
+            }
+            Err(_) if dir.is_dir() => Listing::Unlisted,
+            Err(_) => Listing::Absent,
+        }
+    }
+
+    /// Whether `name`'s variables may be here (as `name`, `name.yml`, ...).
+    fn may_hold(&self, name: &str) -> bool {
+        match self {
+            Listing::Absent => false,
+            Listing::Unlisted => true,
+            // A name that is not plain ASCII, or could reach into another folder, is looked up as it is.
+            Listing::Names(_) if !name.is_ascii() || name.contains('/') || name == "." || name == ".." => true,
+            Listing::Names(names) => {
+                let lower = name.to_ascii_lowercase();
+                ["", ".yml", ".yaml", ".json"].iter().any(|ext| names.contains(&format!("{lower}{ext}")))
+            }
+        }
+    }
 }
 
 impl VarFiles {
@@ -164,7 +206,7 @@ impl VarFiles {
             let key = (dir.clone(), name.to_string());
             if !self.cache.contains_key(&key) {
                 let mut l = Located::default();
-                if dir.is_dir() {
+                if self.listings.entry(dir.clone()).or_insert_with(|| Listing::read(&dir)).may_hold(name) {
                     for f in vars_files(&dir, name) {
                         l.merge(&load_vars_file(&f, unvault)?);
                     }
@@ -244,4 +286,34 @@ pub fn extra_vars(specs: &[String], unvault: &mut Unvault) -> Result<Located, In
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn var_files_found_through_the_listing_as_by_lookup() {
+        let base = std::env::temp_dir().join(format!("bootstrap-varfiles-{}", std::process::id()));
+        let hv = base.join("host_vars");
+        std::fs::create_dir_all(hv.join("db1")).unwrap();
+        std::fs::write(hv.join("web1.yml"), "x: web1\n").unwrap();
+        std::fs::write(hv.join("db1").join("a.yml"), "x: db1\n").unwrap();
+        std::fs::write(hv.join("api.json"), "{\"x\": \"api\"}").unwrap();
+        std::fs::write(hv.join("Web2.yml"), "x: Web2\n").unwrap();
+        let none = |_: &str| -> Result<String, String> { Err("no vault".into()) };
+        let mut unvault = Unvault::new(&none);
+        let mut files = VarFiles::default();
+        let bases = [base.clone(), base.join("nowhere")];
+        let mut x = |name: &str| files.get(&bases, "host_vars", name, &mut unvault).unwrap().vars.get("x").cloned();
+        assert_eq!(x("web1"), Some("web1".into()));
+        assert_eq!(x("db1"), Some("db1".into()), "a folder named after the host");
+        assert_eq!(x("api"), Some("api".into()));
+        assert_eq!(x("Web2"), Some("Web2".into()));
+        assert_eq!(x("other"), None);
+        // The listing lets through what a case-insensitive lookup could find;
+        // the lookup decides (here a case-sensitive file system: nothing).
+        assert_eq!(x("web2"), Path::new(&hv.join("web2.yml")).exists().then(|| "Web2".into()));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
