@@ -112,10 +112,13 @@ fn yaml_doc(file: &Arc<PathBuf>, text: &str) -> Result<Option<yaml11::Node>, Inp
     yaml11::load(text).map_err(|e| InputError::new(e.message).in_file(file).at(Some(e.pos)))
 }
 
+/// The names a variables file of `name` may have: `name`, `name.yml`, ...
+const VARS_EXTS: [&str; 4] = ["", ".yml", ".yaml", ".json"];
+
 /// Variable files for `name` in `dir` (`group_vars` or `host_vars`), as
 /// Ansible's `find_vars_files` finds them.
 fn vars_files(dir: &Path, name: &str) -> Vec<PathBuf> {
-    for ext in ["", ".yml", ".yaml", ".json"] {
+    for ext in VARS_EXTS {
         let p = dir.join(format!("{name}{ext}"));
         if p.is_dir() {
             let mut out = Vec::new();
@@ -190,7 +193,7 @@ impl Listing {
             Listing::Names(_) if !name.is_ascii() || name.contains('/') || name == "." || name == ".." => true,
             Listing::Names(names) => {
                 let lower = name.to_ascii_lowercase();
-                ["", ".yml", ".yaml", ".json"].iter().any(|ext| names.contains(&format!("{lower}{ext}")))
+                VARS_EXTS.iter().any(|ext| names.contains(&format!("{lower}{ext}")))
             }
         }
     }
@@ -313,7 +316,7 @@ mod tests {
         assert_eq!(x("other"), None);
         // The listing lets through what a case-insensitive lookup could find;
         // the lookup decides (here a case-sensitive file system: nothing).
-        assert_eq!(x("web2"), Path::new(&hv.join("web2.yml")).exists().then(|| "Web2".into()));
+        assert_eq!(x("web2"), hv.join("web2.yml").exists().then(|| "Web2".into()));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
