@@ -141,7 +141,7 @@ proptest! {
         let reqs: std::collections::BTreeSet<FactRequest> = [
             FactRequest::Package("curl".into()),
             FactRequest::Service("ssh".into()),
-            FactRequest::Path { path: "/etc/x".into(), content: true },
+            FactRequest::Path { path: "/etc/x".into(), content: true, checksum: true },
             FactRequest::User("u".into()),
             FactRequest::Guard("true".into()),
         ].into_iter().collect();
@@ -215,9 +215,9 @@ fn real_probe_answer() -> &'static (std::collections::BTreeSet<FactRequest>, Str
             FactRequest::Package("dpkg".into()),
             FactRequest::Package("no-such-package-here".into()),
             FactRequest::Service("ssh".into()),
-            FactRequest::Path { path: "/etc/hostname".into(), content: true },
-            FactRequest::Path { path: "/etc".into(), content: false },
-            FactRequest::Path { path: "/nonexistent/x".into(), content: false },
+            FactRequest::Path { path: "/etc/hostname".into(), content: true, checksum: true },
+            FactRequest::Path { path: "/etc".into(), content: false, checksum: false },
+            FactRequest::Path { path: "/nonexistent/x".into(), content: false, checksum: true },
             FactRequest::User("root".into()),
             FactRequest::User("no-such-user".into()),
             FactRequest::Group("root".into()),

@@ -107,10 +107,10 @@ impl AptRepository {
     }
 
     pub fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
-        out.insert(FactRequest::Path { path: self.sources_path(), content: diff });
-        out.insert(FactRequest::Path { path: "/etc/apt/keyrings".into(), content: false });
+        out.insert(FactRequest::Path { path: self.sources_path(), content: diff, checksum: true });
+        out.insert(FactRequest::Path { path: "/etc/apt/keyrings".into(), content: false, checksum: false });
         for ext in ["asc", "gpg"] {
-            out.insert(FactRequest::Path { path: format!("/etc/apt/keyrings/{}.{ext}", self.name), content: false });
+            out.insert(FactRequest::Path { path: format!("/etc/apt/keyrings/{}.{ext}", self.name), content: false, checksum: true });
         }
         for u in &self.uris {
             out.insert(FactRequest::AptSourcesFor(u.clone()));

@@ -49,7 +49,7 @@ impl Command {
 
     pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
         for p in [&self.creates, &self.removes].into_iter().flatten() {
-            out.insert(FactRequest::Path { path: p.clone(), content: false });
+            out.insert(FactRequest::Path { path: p.clone(), content: false, checksum: false });
         }
         if let Some(u) = &self.unless {
             out.insert(FactRequest::Guard(u.clone()));

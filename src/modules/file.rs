@@ -44,7 +44,7 @@ impl FileContent {
     }
 
     pub fn probes(&self, diff: bool, out: &mut BTreeSet<FactRequest>) {
-        out.insert(FactRequest::Path { path: self.dest.clone(), content: diff });
+        out.insert(FactRequest::Path { path: self.dest.clone(), content: diff, checksum: true });
     }
 
     pub fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {
@@ -123,7 +123,7 @@ impl PathState {
     }
 
     pub fn probes(&self, out: &mut BTreeSet<FactRequest>) {
-        out.insert(FactRequest::Path { path: self.path.clone(), content: false });
+        out.insert(FactRequest::Path { path: self.path.clone(), content: false, checksum: false });
     }
 
     pub fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {

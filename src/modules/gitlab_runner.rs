@@ -683,8 +683,8 @@ impl GitlabRunner {
 
 impl Action for GitlabRunner {
     fn probes(&self, _diff: bool, out: &mut BTreeSet<FactRequest>) {
-        out.insert(FactRequest::Path { path: self.config.clone(), content: true });
-        out.insert(FactRequest::Path { path: system_id_path(&self.config), content: true });
+        out.insert(FactRequest::Path { path: self.config.clone(), content: true, checksum: true });
+        out.insert(FactRequest::Path { path: system_id_path(&self.config), content: true, checksum: true });
     }
 
     fn plan(&self, facts: &Facts) -> Result<Vec<Change>, String> {

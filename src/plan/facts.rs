@@ -18,9 +18,10 @@ pub enum FactRequest {
     Package(String),
     /// systemd load, active and enablement state of a unit.
     Service(String),
-    /// Type, mode, owner, group and SHA-256 of a path; `content` also
-    /// reads small files (for `--diff`).
-    Path { path: String, content: bool },
+    /// Type, mode, owner and group of a path; `checksum` also hashes it
+    /// when it is a regular file (SHA-256: what a module that writes its
+    /// content compares), `content` also reads small files (for `--diff`).
+    Path { path: String, content: bool, checksum: bool },
     /// passwd entry and groups of a user.
     User(String),
     /// group entry.

@@ -29,33 +29,31 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
     let mut s = String::new();
     s.push_str("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
     s.push_str("bootstrap_probe=$(\n");
+    // Every program started is a fork and an exec on the host (about a
+    // millisecond of its CPU each, as much as the rest of a converged
+    // host's probe): what the shell can read itself, it reads itself.
     s.push_str(&format!(
-        "echo '{m} os'; cat /etc/os-release 2>/dev/null; echo \"machine=$(uname -m)\"; \
-         echo \"dpkg_arch=$(dpkg --print-architecture 2>/dev/null)\"; echo \"nproc=$(nproc 2>/dev/null)\"; \
-         echo \"hostname=$(hostname 2>/dev/null || cat /etc/hostname)\"; \
-         echo \"memtotal_kb=$(sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo)\"; \
+        "echo '{m} os'; {{ while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done; }} 2>/dev/null </etc/os-release\n\
+         echo \"machine=$(uname -m)\"; echo \"dpkg_arch=$(dpkg --print-architecture 2>/dev/null)\"; echo \"nproc=$(nproc 2>/dev/null)\"\n\
+         h=; {{ read -r h; }} 2>/dev/null </proc/sys/kernel/hostname; [ -n \"$h\" ] || h=$(hostname 2>/dev/null || cat /etc/hostname); echo \"hostname=$h\"\n\
+         {{ while read -r k v u; do [ \"$k\" = MemTotal: ] && {{ echo \"memtotal_kb=$v\"; break; }}; done; }} 2>/dev/null </proc/meminfo\n\
          [ -d /run/systemd/system ] && echo systemd=1\n"
     ));
     let mut packages = Vec::new();
     let mut services = Vec::new();
     let mut candidates = Vec::new();
+    // Each path once, with what all its requests ask for; its sections
+    // name the first of them.
+    let mut paths: BTreeMap<&str, (usize, bool, bool)> = BTreeMap::new();
     for (i, r) in requests.iter().enumerate() {
         match r {
             FactRequest::Package(p) => packages.push(quote(p)),
             FactRequest::Candidate(p) => candidates.push(quote(p)),
             FactRequest::Service(u) => services.push(quote(&unit_name(u))),
-            FactRequest::Path { path, content } => {
-                s.push_str(&format!("echo '{m} path {i}'; p={}\n", quote(path)));
-                s.push_str(
-                    "if [ -e \"$p\" ] || [ -L \"$p\" ]; then stat -c 'stat=%F|%a|%U|%G|%s' -- \"$p\"; \
-                     if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then echo \"sha256=$(sha256sum -- \"$p\" | cut -c1-64)\"; fi; \
-                     else echo absent; fi\n",
-                );
-                if *content {
-                    s.push_str(&format!(
-                        "if [ -f \"$p\" ] && [ \"$(stat -c %s -- \"$p\")\" -le {DIFF_MAX_BYTES} ]; then echo \"content=$(base64 -w0 -- \"$p\")\"; fi\n"
-                    ));
-                }
+            FactRequest::Path { path, content, checksum } => {
+                let e = paths.entry(path.as_str()).or_insert((i, false, false));
+                e.1 |= *content;
+                e.2 |= *checksum;
             }
             FactRequest::User(u) => {
                 s.push_str(&format!("echo '{m} user {i}'; u={}; getent passwd \"$u\" && echo \"groups=$(id -Gn \"$u\")\"\n", quote(u)));
@@ -81,6 +79,7 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
             }
         }
     }
+    paths_script(&mut s, &m, &paths);
     if !packages.is_empty() {
         s.push_str(&format!(
             "echo '{m} packages'; dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' {} 2>/dev/null\n",
@@ -102,6 +101,58 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
     s.push_str(&format!("echo '{m} end'\n"));
     s.push_str("echo .)\nprintf '%s' \"${bootstrap_probe%.}\"\n");
     s
+}
+
+/// The `stat` format of a path's line in the `stats` section.
+const STAT_FORMAT: &str = "%F|%a|%U|%G|%s";
+
+/// The paths' part of the probe: one `stat` for every path there is and
+/// one `sha256sum` for every regular file whose checksum is asked for,
+/// however many there are (a path used to cost up to four programs).
+///
+/// A `path i` section says `present` or `absent` (the shell's own test) and
+/// carries the file's content when asked; the `stats` section has one line
+/// per present path, in the order of the sections; each `sum i` section
+/// marks a file whose line is next in the `sums` section. When one of the
+/// batched commands fails (a path went away after the test, a file is not
+/// readable), they run again one path at a time, so that every path still
+/// has exactly one line (`gone`, `unreadable`).
+fn paths_script(s: &mut String, m: &str, paths: &BTreeMap<&str, (usize, bool, bool)>) {
+    if paths.is_empty() {
+        return;
+    }
+    s.push_str("set --\n");
+    for (path, (i, content, _)) in paths {
+        s.push_str(&format!(
+            "echo '{m} path {i}'; p={}; if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo present; set -- \"$@\" \"$p\"; else echo absent; fi\n",
+            quote(path)
+        ));
+        if *content {
+            s.push_str(&format!(
+                "if [ -f \"$p\" ] && [ \"$(stat -c %s -- \"$p\")\" -le {DIFF_MAX_BYTES} ]; then echo \"content=$(base64 -w0 -- \"$p\")\"; fi\n"
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "echo '{m} stats'; if [ $# -gt 0 ]; then if l=$(stat -c '{STAT_FORMAT}' -- \"$@\" 2>/dev/null); then printf '%s\\n' \"$l\"; \
+         else for p; do stat -c '{STAT_FORMAT}' -- \"$p\" 2>/dev/null || echo gone; done; fi; fi\n"
+    ));
+    if !paths.values().any(|(_, _, checksum)| *checksum) {
+        return;
+    }
+    s.push_str("set --\n");
+    for (path, (i, _, checksum)) in paths {
+        if *checksum {
+            s.push_str(&format!(
+                "p={}; if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then set -- \"$@\" \"$p\"; echo '{m} sum {i}'; fi\n",
+                quote(path)
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "echo '{m} sums'; if [ $# -gt 0 ]; then if l=$(sha256sum -- \"$@\" 2>/dev/null); then printf '%s\\n' \"$l\"; \
+         else for p; do sha256sum -- \"$p\" 2>/dev/null || echo unreadable; done; fi; fi\n"
+    ));
 }
 
 /// `docker` -> `docker.service`; names with a unit suffix stay.
@@ -134,6 +185,10 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
         ));
     }
     let mut f = Facts::default();
+    // Paths the shell found, waiting for their `stats` line; files waiting
+    // for their line in `sums`.
+    let mut present: Vec<(&String, Option<Vec<u8>>)> = Vec::new();
+    let mut summed: Vec<&String> = Vec::new();
     // Requests answered by default when absent from the output.
     for r in &reqs {
         match r {
@@ -153,8 +208,39 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
         let req = idx.and_then(|i| reqs.get(i).copied());
         match (kind, req) {
             ("os", _) => f.os = parse_os(lines),
-            ("path", Some(FactRequest::Path { path, .. })) => {
-                f.paths.insert(path.clone(), parse_path(lines)?);
+            ("path", Some(FactRequest::Path { path, .. })) => match lines.first() {
+                Some(&"present") => {
+                    let content = match lines.iter().find_map(|l| l.strip_prefix("content=")) {
+                        Some(b) => Some(base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| e.to_string())?),
+                        None => None,
+                    };
+                    present.push((path, content));
+                }
+                Some(&"absent") => {
+                    f.paths.insert(path.clone(), None);
+                }
+                _ => return Err(format!("cannot read the state of {path}: `{}`", lines.join(" "))),
+            },
+            ("stats", _) => {
+                if lines.len() != present.len() {
+                    return Err(format!("the probe's answer has {} stat lines for {} paths", lines.len(), present.len()));
+                }
+                for ((path, content), line) in present.drain(..).zip(lines) {
+                    let state = parse_stat(line)?.map(|st| PathState { content, ..st });
+                    f.paths.insert(path.clone(), state);
+                }
+            }
+            ("sum", Some(FactRequest::Path { path, .. })) => summed.push(path),
+            ("sums", _) => {
+                if lines.len() != summed.len() {
+                    return Err(format!("the probe's answer has {} checksums for {} files", lines.len(), summed.len()));
+                }
+                for (path, line) in summed.drain(..).zip(lines) {
+                    let hex = line.strip_prefix('\\').unwrap_or(line).get(..64).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+                    if let (Some(hex), Some(Some(st))) = (hex, f.paths.get_mut(path)) {
+                        st.sha256 = Some(hex.to_string());
+                    }
+                }
             }
             ("user", Some(FactRequest::User(u))) => {
                 f.users.insert(u.clone(), parse_user(lines));
@@ -229,6 +315,9 @@ pub fn parse(nonce: &str, requests: &BTreeSet<FactRequest>, out: &str) -> Result
             (other, _) => return Err(format!("unexpected probe section `{other}`")),
         }
     }
+    if let Some((path, _)) = present.first() {
+        return Err(format!("the probe's answer has no stat line for {path}"));
+    }
     Ok(f)
 }
 
@@ -253,15 +342,16 @@ fn parse_os(lines: &[&str]) -> Os {
     }
 }
 
-fn parse_path(lines: &[&str]) -> Result<Option<PathState>, String> {
-    if lines.first() == Some(&"absent") {
+/// A line of the `stats` section: `gone` (the path went away after the
+/// shell saw it) or `type|mode|owner|group|size`. The checksum and content
+/// come from elsewhere.
+fn parse_stat(line: &str) -> Result<Option<PathState>, String> {
+    if line == "gone" {
         return Ok(None);
     }
-    let stat =
-        lines.iter().find_map(|l| l.strip_prefix("stat=")).ok_or_else(|| format!("cannot read a path's state: {}", lines.join(" ")))?;
-    let parts: Vec<&str> = stat.split('|').collect();
+    let parts: Vec<&str> = line.split('|').collect();
     if parts.len() < 4 {
-        return Err(format!("cannot parse stat output `{stat}`"));
+        return Err(format!("cannot parse stat output `{line}`"));
     }
     let kind = match parts[0] {
         "regular file" | "regular empty file" => PathKind::File,
@@ -270,18 +360,7 @@ fn parse_path(lines: &[&str]) -> Result<Option<PathState>, String> {
         _ => PathKind::Other,
     };
     let mode = u32::from_str_radix(parts[1], 8).map_err(|_| format!("bad mode `{}`", parts[1]))?;
-    let content = match lines.iter().find_map(|l| l.strip_prefix("content=")) {
-        Some(b) => Some(base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    Ok(Some(PathState {
-        kind,
-        mode,
-        owner: parts[2].to_string(),
-        group: parts[3].to_string(),
-        sha256: lines.iter().find_map(|l| l.strip_prefix("sha256=")).map(str::to_string),
-        content,
-    }))
+    Ok(Some(PathState { kind, mode, owner: parts[2].to_string(), group: parts[3].to_string(), sha256: None, content: None }))
 }
 
 fn parse_user(lines: &[&str]) -> Option<User> {
@@ -304,8 +383,8 @@ mod tests {
             FactRequest::Package("curl".into()),
             FactRequest::Package("docker.io".into()),
             FactRequest::Service("ssh".into()),
-            FactRequest::Path { path: "/etc/motd".into(), content: false },
-            FactRequest::Path { path: "/nope".into(), content: false },
+            FactRequest::Path { path: "/etc/motd".into(), content: false, checksum: true },
+            FactRequest::Path { path: "/nope".into(), content: false, checksum: false },
             FactRequest::User("deploy".into()),
             FactRequest::AptCache,
         ]
@@ -316,13 +395,14 @@ mod tests {
     #[test]
     fn parses_a_captured_answer() {
         let r = reqs();
-        let out = "@@N os\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nmachine=x86_64\ndpkg_arch=amd64\nnproc=2\nhostname=h1\nmemtotal_kb=2048000\nsystemd=1\n\
-@@N path 3\nstat=regular file|644|root|root|286\nsha256=aaaa\n@@N path 4\nabsent\n\
+        let h = "ab".repeat(32);
+        let out = &format!("@@N os\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nmachine=x86_64\ndpkg_arch=amd64\nnproc=2\nhostname=h1\nmemtotal_kb=2048000\nsystemd=1\n\
+@@N path 3\npresent\n@@N path 4\nabsent\n@@N stats\nregular file|644|root|root|286\n@@N sum 3\n@@N sums\n\\{h}  /etc/mo\\\\td\n\
 @@N user 5\ndeploy:x:1000:1000::/home/deploy:/bin/bash\ngroups=deploy sudo\n\
 @@N aptcache\nlists=4\nnow=1000\nmtime=900\nmtime=400\n\
 @@N packages\ncurl\tii \t7.88.1-10\n\
 @@N candidates\ncurl\t7.88.1-10+deb12u8\ndocker.io\t(none)\njq\t\n\
-@@N services\nId=ssh.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n@@N end\n";
+@@N services\nId=ssh.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n@@N end\n");
         let f = parse("N", &r, out).unwrap();
         assert_eq!(f.candidates.get("curl").map(String::as_str), Some("7.88.1-10+deb12u8"));
         assert!(!f.candidates.contains_key("docker.io") && !f.candidates.contains_key("jq"), "no candidate: none known");
@@ -333,6 +413,7 @@ mod tests {
         assert!(!f.packages["docker.io"].installed);
         assert!(f.services["ssh"].is_active() && f.services["ssh"].is_enabled());
         assert_eq!(f.paths["/etc/motd"].as_ref().unwrap().mode, 0o644);
+        assert_eq!(f.paths["/etc/motd"].as_ref().unwrap().sha256.as_deref(), Some(h.as_str()), "an escaped name's line starts with \\");
         assert!(f.paths["/nope"].is_none());
         assert_eq!(f.users["deploy"].as_ref().unwrap().groups, vec!["deploy", "sudo"]);
         assert_eq!(f.apt_cache_age, Some(100));
@@ -348,7 +429,7 @@ mod tests {
         // The probe is plain POSIX sh: run it on this machine for real.
         let mut r = reqs();
         r.insert(FactRequest::Guard("true".into()));
-        r.insert(FactRequest::Path { path: "/etc/hostname".into(), content: true });
+        r.insert(FactRequest::Path { path: "/etc/hostname".into(), content: true, checksum: true });
         r.insert(FactRequest::Candidate("bash".into()));
         r.insert(FactRequest::Candidate("no-such-package-here".into()));
         let s = script("T3st", &r);
@@ -360,6 +441,88 @@ mod tests {
         assert!(!f.candidates.contains_key("no-such-package-here"));
         if std::path::Path::new("/var/lib/dpkg/status").exists() {
             assert!(f.candidates.get("bash").is_some_and(|v| !v.is_empty()), "apt knows bash here: {:?}", f.candidates);
+        }
+    }
+
+    /// Runs the probe for `paths` with real `sh` and parses its answer.
+    fn probe_paths(paths: &[(&str, bool, bool)]) -> Facts {
+        let r: BTreeSet<FactRequest> = paths
+            .iter()
+            .map(|(p, content, checksum)| FactRequest::Path { path: p.to_string(), content: *content, checksum: *checksum })
+            .collect();
+        let out = std::process::Command::new("sh").arg("-c").arg(script("P4th", &r)).output().unwrap();
+        parse("P4th", &r, &String::from_utf8_lossy(&out.stdout)).unwrap()
+    }
+
+    #[test]
+    fn paths_are_stated_and_hashed_in_one_go_whatever_their_names() {
+        let dir = std::env::temp_dir().join(format!("bootstrap-probe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let odd = dir.join("a\\b\nc 'd'");
+        let plain = dir.join("plain");
+        let unhashed = dir.join("unhashed");
+        std::fs::write(&odd, b"odd\n").unwrap();
+        std::fs::write(&plain, b"plain").unwrap();
+        std::fs::write(&unhashed, b"x").unwrap();
+        let (odd_s, plain_s, unhashed_s) = (odd.to_str().unwrap(), plain.to_str().unwrap(), unhashed.to_str().unwrap());
+        let missing = dir.join("missing");
+        let dir_s = dir.to_str().unwrap();
+        let f = probe_paths(&[
+            (odd_s, false, true),
+            (plain_s, false, false),
+            // The same path asked twice: what either asks for.
+            (plain_s, true, true),
+            (unhashed_s, false, false),
+            (missing.to_str().unwrap(), false, true),
+            (dir_s, false, true),
+        ]);
+        let sha = |p: &str| f.path(p).and_then(|s| s.sha256.clone());
+        assert_eq!(sha(odd_s), Some(crate::plan::changes::sha256_hex(b"odd\n")), "a name with a newline and a backslash");
+        assert_eq!(sha(plain_s), Some(crate::plan::changes::sha256_hex(b"plain")));
+        assert_eq!(f.path(plain_s).and_then(|s| s.content.clone()), Some(b"plain".to_vec()));
+        assert_eq!(f.path(unhashed_s).map(|s| (s.kind.clone(), s.sha256.is_none())), Some((PathKind::File, true)));
+        assert!(f.path(missing.to_str().unwrap()).is_none());
+        assert_eq!(f.path(dir_s).map(|s| (s.kind.clone(), s.sha256.is_none())), Some((PathKind::Directory, true)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_sha256sum_or_stat_fails_on_still_has_its_own_line() {
+        // As root every file is readable and stays put: shell functions,
+        // which come before PATH, stand in for a `sha256sum` that cannot
+        // read `locked` and a `stat` that finds `vanished` gone.
+        let dir = std::env::temp_dir().join(format!("bootstrap-probe-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = ["a", "locked", "vanished", "z"];
+        for n in names {
+            std::fs::write(dir.join(n), n).unwrap();
+        }
+        let path = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        let r: BTreeSet<FactRequest> = names.iter().map(|n| FactRequest::Path { path: path(n), content: false, checksum: true }).collect();
+        let fail = "sha256sum() { for a; do case $a in *locked) return 1;; esac; done; command sha256sum \"$@\"; }\n\
+                    stat() { for a; do case $a in *vanished) return 1;; esac; done; command stat \"$@\"; }\n";
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("{fail}{}", script("F4il", &r))).output().unwrap();
+        let f = parse("F4il", &r, &String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(f.path(&path("a")).and_then(|s| s.sha256.clone()), Some(crate::plan::changes::sha256_hex(b"a")));
+        assert_eq!(f.path(&path("z")).and_then(|s| s.sha256.clone()), Some(crate::plan::changes::sha256_hex(b"z")));
+        assert!(f.path(&path("locked")).is_some_and(|s| s.kind == PathKind::File && s.sha256.is_none()));
+        assert!(f.path(&path("vanished")).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_paths_answer_that_does_not_add_up_is_an_error() {
+        let r: BTreeSet<FactRequest> = [FactRequest::Path { path: "/a".into(), content: false, checksum: true }].into_iter().collect();
+        for out in [
+            "@@N path 0\npresent\n@@N end\n",
+            "@@N path 0\npresent\n@@N stats\n@@N end\n",
+            "@@N path 0\npresent\n@@N stats\nregular file|644|root|root|1\nregular file|644|root|root|1\n@@N end\n",
+            "@@N path 0\npresent\n@@N stats\nregular file|644|root|root|1\n@@N sum 0\n@@N sums\n@@N end\n",
+            "@@N path 0\nstat=regular file|644|root|root|1\n@@N end\n",
+        ] {
+            assert!(parse("N", &r, out).is_err(), "{out:?}");
         }
     }
 }
