@@ -44,16 +44,16 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
     let mut candidates = Vec::new();
     // Each path once, with what all its requests ask for; its sections
     // name the first of them.
-    let mut paths: BTreeMap<&str, (usize, bool, bool)> = BTreeMap::new();
+    let mut paths: BTreeMap<&str, PathAsk> = BTreeMap::new();
     for (i, r) in requests.iter().enumerate() {
         match r {
             FactRequest::Package(p) => packages.push(quote(p)),
             FactRequest::Candidate(p) => candidates.push(quote(p)),
             FactRequest::Service(u) => services.push(quote(&unit_name(u))),
             FactRequest::Path { path, content, checksum } => {
-                let e = paths.entry(path.as_str()).or_insert((i, false, false));
-                e.1 |= *content;
-                e.2 |= *checksum;
+                let e = paths.entry(path.as_str()).or_insert(PathAsk { section: i, content: false, checksum: false });
+                e.content |= *content;
+                e.checksum |= *checksum;
             }
             FactRequest::User(u) => {
                 s.push_str(&format!("echo '{m} user {i}'; u={}; getent passwd \"$u\" && echo \"groups=$(id -Gn \"$u\")\"\n", quote(u)));
@@ -108,6 +108,24 @@ pub fn script(nonce: &str, requests: &BTreeSet<FactRequest>) -> String {
 /// The `stat` format of a path's line in the `stats` section.
 const STAT_FORMAT: &str = "%F|%a|%U|%G|%s";
 
+/// What the requests for one path ask for; its sections are numbered
+/// after the first of them.
+struct PathAsk {
+    section: usize,
+    content: bool,
+    checksum: bool,
+}
+
+/// `cmd` run once on every path in `"$@"`, printing one line per path; if
+/// it fails, run on each path alone, `failed` standing for a path it fails
+/// on, so that every path still has exactly one line.
+fn batched(cmd: &str, failed: &str) -> String {
+    format!(
+        "if [ $# -gt 0 ]; then if l=$({cmd} -- \"$@\" 2>/dev/null); then printf '%s\\n' \"$l\"; \
+         else for p; do {cmd} -- \"$p\" 2>/dev/null || echo {failed}; done; fi; fi\n"
+    )
+}
+
 /// The paths' part of the probe: one `stat` for every path there is and
 /// one `sha256sum` for every regular file whose checksum is asked for,
 /// however many there are (a path used to cost up to four programs).
@@ -119,42 +137,36 @@ const STAT_FORMAT: &str = "%F|%a|%U|%G|%s";
 /// batched commands fails (a path went away after the test, a file is not
 /// readable), they run again one path at a time, so that every path still
 /// has exactly one line (`gone`, `unreadable`).
-fn paths_script(s: &mut String, m: &str, paths: &BTreeMap<&str, (usize, bool, bool)>) {
+fn paths_script(s: &mut String, m: &str, paths: &BTreeMap<&str, PathAsk>) {
     if paths.is_empty() {
         return;
     }
     s.push_str("set --\n");
-    for (path, (i, content, _)) in paths {
+    for (path, ask) in paths {
         s.push_str(&format!(
-            "echo '{m} path {i}'; p={}; if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo present; set -- \"$@\" \"$p\"; else echo absent; fi\n",
+            "echo '{m} path {}'; p={}; if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo present; set -- \"$@\" \"$p\"; else echo absent; fi\n",
+            ask.section,
             quote(path)
         ));
-        if *content {
+        if ask.content {
             s.push_str(&format!(
                 "if [ -f \"$p\" ] && [ \"$(stat -c %s -- \"$p\")\" -le {DIFF_MAX_BYTES} ]; then echo \"content=$(base64 -w0 -- \"$p\")\"; fi\n"
             ));
         }
     }
-    s.push_str(&format!(
-        "echo '{m} stats'; if [ $# -gt 0 ]; then if l=$(stat -c '{STAT_FORMAT}' -- \"$@\" 2>/dev/null); then printf '%s\\n' \"$l\"; \
-         else for p; do stat -c '{STAT_FORMAT}' -- \"$p\" 2>/dev/null || echo gone; done; fi; fi\n"
-    ));
-    if !paths.values().any(|(_, _, checksum)| *checksum) {
+    s.push_str(&format!("echo '{m} stats'; {}", batched(&format!("stat -c '{STAT_FORMAT}'"), "gone")));
+    if !paths.values().any(|ask| ask.checksum) {
         return;
     }
     s.push_str("set --\n");
-    for (path, (i, _, checksum)) in paths {
-        if *checksum {
-            s.push_str(&format!(
-                "p={}; if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then set -- \"$@\" \"$p\"; echo '{m} sum {i}'; fi\n",
-                quote(path)
-            ));
-        }
+    for (path, ask) in paths.iter().filter(|(_, ask)| ask.checksum) {
+        s.push_str(&format!(
+            "p={}; if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then set -- \"$@\" \"$p\"; echo '{m} sum {}'; fi\n",
+            quote(path),
+            ask.section
+        ));
     }
-    s.push_str(&format!(
-        "echo '{m} sums'; if [ $# -gt 0 ]; then if l=$(sha256sum -- \"$@\" 2>/dev/null); then printf '%s\\n' \"$l\"; \
-         else for p; do sha256sum -- \"$p\" 2>/dev/null || echo unreadable; done; fi; fi\n"
-    ));
+    s.push_str(&format!("echo '{m} sums'; {}", batched("sha256sum", "unreadable")));
 }
 
 /// `docker` -> `docker.service`; names with a unit suffix stay.
